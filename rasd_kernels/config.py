@@ -1,0 +1,142 @@
+"""Every random range of RaSD synthesis in one validated dataclass.
+
+A config describes *what* to draw (ranges, grid sizes, shape mode); the shape, the number of
+labels and the batch are arguments of `synthesize`, so one config serves every size. Fields
+left at ``None`` are derived from the image size when the config is resolved (``warp_std_max``
+defaults to N / 16 voxels, N the largest spatial size).
+
+Validation happens on construction: a bad value raises ``ValueError`` naming the field, never
+a silent clamp.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+SHAPE_MODES = ("perlin", "blobs")
+
+# Cubic B-spline control-point spacing of the bias field, in units of the published Gaussian
+# blur FWHM. Blurred white noise has a Gaussian autocorrelation of standard deviation
+# 0.6 * FWHM, which falls to one half at a lag of 0.707 * FWHM; a cubic B-spline with i.i.d.
+# coefficients at spacing h has the autocorrelation of a degree-7 B-spline, which falls to one
+# half at about 0.96 * h. Equal half-correlation lags give h = 0.74 * FWHM.
+BIAS_SPACING_PER_FWHM = 0.74
+
+
+def _range_ok(name: str, lo: float, hi: float, *, min_value: float | None = None,
+              max_value: float | None = None) -> None:
+    for which, v in (("min", lo), ("max", hi)):
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            raise ValueError(f"config.{name}_{which} must be a finite number, got {v!r}")
+    if lo > hi:
+        raise ValueError(f"config.{name}_min ({lo}) must not exceed config.{name}_max ({hi})")
+    if min_value is not None and lo < min_value:
+        raise ValueError(f"config.{name}_min must be >= {min_value}, got {lo}")
+    if max_value is not None and hi > max_value:
+        raise ValueError(f"config.{name}_max must be <= {max_value}, got {hi}")
+
+
+@dataclass(frozen=True)
+class SynthesisConfig:
+    """Ranges of every random quantity of the RaSD generator (SPEC sections 2 and 3)."""
+
+    # Structure (section 2).
+    shapes: str = "perlin"
+    field_nodes: tuple[int, ...] = (8, 4)
+    field_std_max: float = 1.0
+    warp_nodes: tuple[int, ...] = (16, 8, 4)
+    warp_std_max: float | None = None          # voxels; None -> N / 16
+    blob_scale_min: float = 0.08               # blob standard deviation, fraction of the size
+    blob_scale_max: float = 0.3
+    blob_weight_min: float = 0.5
+    blob_weight_max: float = 1.0
+
+    # Appearance (section 3).
+    channels: int = 1
+    mean_min: float = 0.0
+    mean_max: float = 1.0
+    texture_std_min: float = 0.0
+    texture_std_max: float = 0.0
+    bias_std_min: float = 0.01
+    bias_std_max: float = 0.1
+    bias_fwhm_min: float = 16.0                # voxels
+    bias_fwhm_max: float = 32.0
+    noise_std_min: float = 0.05
+    noise_std_max: float = 0.4
+    blur_sigma_min: float = 0.0                # voxels
+    blur_sigma_max: float = 1.0
+    gamma_min: float = 0.5
+    gamma_max: float = 1.5
+
+    def __post_init__(self) -> None:
+        if self.shapes not in SHAPE_MODES:
+            raise ValueError(f"config.shapes must be one of {SHAPE_MODES}, got {self.shapes!r}")
+        for name in ("field_nodes", "warp_nodes"):
+            nodes = tuple(getattr(self, name))
+            object.__setattr__(self, name, nodes)
+            if not nodes or any(not isinstance(n, int) or isinstance(n, bool) or n < 2
+                                for n in nodes):
+                raise ValueError(f"config.{name} must be a non-empty tuple of ints >= 2, "
+                                 f"got {nodes!r}")
+        if not isinstance(self.channels, int) or self.channels < 1:
+            raise ValueError(f"config.channels must be an int >= 1, got {self.channels!r}")
+        _range_ok("field_std", 0.0, self.field_std_max, min_value=0.0)
+        if self.warp_std_max is not None:
+            _range_ok("warp_std", 0.0, self.warp_std_max, min_value=0.0)
+        _range_ok("blob_scale", self.blob_scale_min, self.blob_scale_max, min_value=1e-3)
+        _range_ok("blob_weight", self.blob_weight_min, self.blob_weight_max, min_value=1e-6)
+        _range_ok("mean", self.mean_min, self.mean_max)
+        _range_ok("texture_std", self.texture_std_min, self.texture_std_max, min_value=0.0)
+        _range_ok("bias_std", self.bias_std_min, self.bias_std_max, min_value=0.0, max_value=5.0)
+        _range_ok("bias_fwhm", self.bias_fwhm_min, self.bias_fwhm_max, min_value=1.0)
+        _range_ok("noise_std", self.noise_std_min, self.noise_std_max, min_value=0.0)
+        _range_ok("blur_sigma", self.blur_sigma_min, self.blur_sigma_max, min_value=0.0,
+                  max_value=4.0)
+        _range_ok("gamma", self.gamma_min, self.gamma_max, min_value=1e-3, max_value=10.0)
+
+    def replace(self, **changes) -> "SynthesisConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def warp_std_for(self, shape: tuple[int, ...]) -> float:
+        """Largest warp amplitude in voxels for this image size."""
+        if self.warp_std_max is not None:
+            return float(self.warp_std_max)
+        return max(shape) / 16.0
+
+    def bias_nodes_for(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Control points per axis of the bias spline, enough for the finest spacing.
+
+        The lattice starts one node before voxel 0 (cubic support) with a random sub-node
+        offset in [0, 1), so it needs (N - 1) / h_min + 4 nodes per axis.
+        """
+        h_min = BIAS_SPACING_PER_FWHM * self.bias_fwhm_min
+        return tuple(int(math.floor((n - 1) / h_min)) + 4 for n in shape)
+
+    @property
+    def texture_enabled(self) -> bool:
+        return self.texture_std_max > 0.0
+
+
+# The published settings: 128^3 with 8 labels, 512^2 with 16 labels.
+PRESETS: dict[str, tuple[tuple[int, ...], int, SynthesisConfig]] = {
+    "rasd3d": ((128, 128, 128), 8, SynthesisConfig()),
+    "rasd2d": ((512, 512), 16, SynthesisConfig()),
+}
+
+
+def preset(name: str) -> tuple[tuple[int, ...], int, SynthesisConfig]:
+    """(shape, num_labels, config) of a named preset."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+    return PRESETS[name]
+
+
+def rasd3d() -> SynthesisConfig:
+    return PRESETS["rasd3d"][2]
+
+
+def rasd2d() -> SynthesisConfig:
+    return PRESETS["rasd2d"][2]

@@ -1,0 +1,232 @@
+"""Draw every per-sample parameter from Philox into a preallocated workspace.
+
+This is the "draw the parameters" half of synthesis: small tensors (coarse grids and a few
+scalars per sample) filled by the philox_fill op and shaped by in-place torch arithmetic on the
+training device. The kernels then apply them deterministically, so any sample can be replayed
+from (seed, global index).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from . import streams
+from .config import BIAS_SPACING_PER_FWHM, SynthesisConfig
+from .ops.philox_fill import philox_fill
+
+
+# ---- layouts shared by the kernels -------------------------------------------------------
+
+def scalar_count(d: int) -> int:
+    """Entries of the appearance scalars [B, A, 3d + 2]."""
+    return 3 * d + 2
+
+
+def scalar_slices(d: int) -> dict[str, slice]:
+    """Where each appearance scalar lives (mirrored in csrc/common/layout.h)."""
+    return {
+        "bias_spacing": slice(0, d),           # voxels between bias control points, per axis
+        "bias_offset": slice(d, 2 * d),        # lattice phase in node units, per axis
+        "noise_std": slice(2 * d, 2 * d + 1),  # relative to max|x|
+        "blur_sigma": slice(2 * d + 1, 3 * d + 1),
+        "gamma": slice(3 * d + 1, 3 * d + 2),
+    }
+
+
+def blob_param_count(d: int) -> int:
+    """Packed blob parameters: centre (d), precision upper triangle, log weight."""
+    return d + d * (d + 1) // 2 + 1
+
+
+def grid_total(nodes, d: int) -> int:
+    return sum(n ** d for n in nodes)
+
+
+def expected_max_of_normals(count: int) -> float:
+    """E[max of `count` i.i.d. N(0, 1)] (Gumbel approximation, < 2 % off for count >= 1000)."""
+    a = math.sqrt(2.0 * math.log(count))
+    return a - (math.log(math.log(count)) + math.log(4.0 * math.pi)) / (2.0 * a) + 0.5772 / a
+
+
+# ---- the workspace -----------------------------------------------------------------------
+
+@dataclass
+class Workspace:
+    """Coarse buffers of one (batch, shape, labels, views, config, device): a few hundred KB
+    per sample, reused by every call with the same key."""
+
+    anatomy_u: torch.Tensor     # [B, n_anatomy] uniforms
+    fields: torch.Tensor        # perlin [B, K, sum n^d]; blobs [B, K, blob_param_count]
+    warps: torch.Tensor         # [B, K or 1, d, sum n^d]
+    appearance_u: torch.Tensor  # [B, A, n_appearance] uniforms
+    label_stats: torch.Tensor   # [B, A, K, 2] (mean, texture std)
+    bias_coef: torch.Tensor     # [B, A, *bias nodes]
+    scalars: torch.Tensor       # [B, A, 3d + 2]
+    stats: torch.Tensor         # [B, A, 4] written by the appearance op
+    sample_index: torch.Tensor  # [B] int64 global sample indices of the batch rows
+
+
+def anatomy_count(config: SynthesisConfig, num_labels: int, d: int) -> int:
+    if config.shapes == "perlin":
+        return len(config.field_nodes) + len(config.warp_nodes)
+    rotation = 3 if d == 3 else 1
+    return len(config.warp_nodes) + num_labels * (2 * d + 1 + rotation)
+
+
+def appearance_count(num_labels: int, d: int) -> int:
+    """Uniforms per appearance: means, texture stds, bias std, FWHM, offset, noise, blur, gamma."""
+    return 2 * num_labels + 1 + d + d + 1 + d + 1
+
+
+def make_workspace(batch: int, shape, num_labels: int, apps: int, config: SynthesisConfig,
+                   device) -> Workspace:
+    d, K = len(shape), num_labels
+    f32 = dict(dtype=torch.float32, device=device)
+    if config.shapes == "perlin":
+        fields = torch.empty(batch, K, grid_total(config.field_nodes, d), **f32)
+        warp_labels = K
+    else:
+        fields = torch.empty(batch, K, blob_param_count(d), **f32)
+        warp_labels = 1
+    return Workspace(
+        anatomy_u=torch.empty(batch, anatomy_count(config, K, d), **f32),
+        fields=fields,
+        warps=torch.empty(batch, warp_labels, d, grid_total(config.warp_nodes, d), **f32),
+        appearance_u=torch.empty(batch, apps, appearance_count(K, d), **f32),
+        label_stats=torch.empty(batch, apps, K, 2, **f32),
+        bias_coef=torch.empty(batch, apps, *config.bias_nodes_for(tuple(shape)), **f32),
+        scalars=torch.empty(batch, apps, scalar_count(d), **f32),
+        stats=torch.empty(batch, apps, 4, **f32),
+        sample_index=torch.empty(batch, dtype=torch.int64, device=device),
+    )
+
+
+# ---- drawing -----------------------------------------------------------------------------
+
+def _scale_segments(grids: torch.Tensor, nodes, d: int, amplitude: torch.Tensor) -> None:
+    """grids [B, ..., sum n^d] *= amplitude [B, S] segment by segment (scale s)."""
+    start = 0
+    lead = grids.dim() - 2
+    for s, n in enumerate(nodes):
+        size = n ** d
+        grids[..., start:start + size].mul_(amplitude[:, s].reshape(-1, *([1] * (lead + 1))))
+        start += size
+
+
+def _lerp(u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    return lo + (hi - lo) * u
+
+
+def draw_anatomy(ws: Workspace, shape, config: SynthesisConfig, seed: int,
+                 backend: str) -> None:
+    """Fill ws.fields and ws.warps (amplitudes folded into the grids)."""
+    d = len(shape)
+    philox_fill(ws.anatomy_u, ws.sample_index, seed, streams.ANATOMY_PARAMS, "uniform", backend)
+    philox_fill(ws.warps, ws.sample_index, seed, streams.WARP_GRIDS, "normal", backend)
+    n_warp = len(config.warp_nodes)
+    warp_std = config.warp_std_for(tuple(shape))
+    if config.shapes == "perlin":
+        n_field = len(config.field_nodes)
+        philox_fill(ws.fields, ws.sample_index, seed, streams.FIELD_GRIDS, "normal", backend)
+        _scale_segments(ws.fields, config.field_nodes, d,
+                        config.field_std_max * ws.anatomy_u[:, :n_field])
+        _scale_segments(ws.warps, config.warp_nodes, d,
+                        warp_std * ws.anatomy_u[:, n_field:n_field + n_warp])
+    else:
+        _scale_segments(ws.warps, config.warp_nodes, d, warp_std * ws.anatomy_u[:, :n_warp])
+        ws.fields.copy_(blob_parameters(ws.anatomy_u[:, n_warp:], shape, config))
+
+
+def _rotation(u: torch.Tensor, d: int) -> torch.Tensor:
+    """Uniform random rotations [..., d, d] from uniforms [..., 3] (3D) or [..., 1] (2D)."""
+    if d == 2:
+        theta = math.pi * u[..., 0]
+        c, s = torch.cos(theta), torch.sin(theta)
+        return torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+    # Shoemake's uniform unit quaternion.
+    r1, r2 = torch.sqrt(1 - u[..., 0]), torch.sqrt(u[..., 0])
+    t1, t2 = 2 * math.pi * u[..., 1], 2 * math.pi * u[..., 2]
+    x, y, z, w = r1 * torch.sin(t1), r1 * torch.cos(t1), r2 * torch.sin(t2), r2 * torch.cos(t2)
+    rows = [
+        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+    ]
+    return torch.stack([torch.stack(r, -1) for r in rows], -2)
+
+
+def blob_parameters(u: torch.Tensor, shape, config: SynthesisConfig) -> torch.Tensor:
+    """Packed blobs [B, K, blob_param_count] from uniforms [B, K * (2d + 1 + R)]."""
+    d = len(shape)
+    batch = u.shape[0]
+    u = u.reshape(batch, -1, 2 * d + 1 + (3 if d == 3 else 1))
+    size = torch.tensor(shape, dtype=u.dtype, device=u.device)
+    centre = (size - 1) * u[..., :d]
+    scale = size * _lerp(u[..., d:2 * d], config.blob_scale_min, config.blob_scale_max)
+    log_weight = torch.log(_lerp(u[..., 2 * d], config.blob_weight_min, config.blob_weight_max))
+    rot = _rotation(u[..., 2 * d + 1:], d)
+    precision = rot @ torch.diag_embed(scale.pow(-2)) @ rot.transpose(-1, -2)
+    rows, cols = torch.triu_indices(d, d, device=u.device)
+    return torch.cat([centre, precision[..., rows, cols], log_weight.unsqueeze(-1)], dim=-1)
+
+
+def draw_appearance(ws: Workspace, shape, config: SynthesisConfig, seed: int,
+                    backend: str) -> None:
+    """Fill ws.label_stats, ws.bias_coef and ws.scalars for every appearance."""
+    d, K = len(shape), ws.label_stats.shape[2]
+    u = ws.appearance_u
+    philox_fill(u, ws.sample_index, seed, streams.APPEARANCE_PARAMS, "uniform", backend)
+    ws.label_stats[..., 0].copy_(_lerp(u[..., :K], config.mean_min, config.mean_max))
+    ws.label_stats[..., 1].copy_(_lerp(u[..., K:2 * K], config.texture_std_min,
+                                       config.texture_std_max))
+    j = 2 * K
+    bias_std = _lerp(u[..., j], config.bias_std_min, config.bias_std_max)
+    fwhm = _lerp(u[..., j + 1:j + 1 + d], config.bias_fwhm_min, config.bias_fwhm_max)
+    j += 1 + d
+    sl = scalar_slices(d)
+    ws.scalars[..., sl["bias_spacing"]].copy_(BIAS_SPACING_PER_FWHM * fwhm)
+    ws.scalars[..., sl["bias_offset"]].copy_(u[..., j:j + d])
+    j += d
+    ws.scalars[..., sl["noise_std"]].copy_(_lerp(u[..., j:j + 1], config.noise_std_min,
+                                                 config.noise_std_max))
+    j += 1
+    ws.scalars[..., sl["blur_sigma"]].copy_(_lerp(u[..., j:j + d], config.blur_sigma_min,
+                                                  config.blur_sigma_max))
+    j += d
+    ws.scalars[..., sl["gamma"]].copy_(_lerp(u[..., j:j + 1], config.gamma_min, config.gamma_max))
+    philox_fill(ws.bias_coef, ws.sample_index, seed, streams.BIAS_GRIDS, "normal", backend)
+    target = bias_std * expected_max_of_normals(math.prod(shape))
+    ws.bias_coef.mul_((target / knot_maximum(ws.bias_coef, ws.scalars, shape)).reshape(
+        *target.shape, *([1] * d)))
+
+
+def knot_maximum(coef: torch.Tensor, scalars: torch.Tensor, shape) -> torch.Tensor:
+    """Maximum of the spline at its knots inside the volume, per [B, A].
+
+    The published bias is rescaled so that its maximum equals the pre-blur noise maximum; the
+    spline's values at its knots, (c[j-1] + 4 c[j] + c[j+1]) / 6 per axis, track its maximum
+    closely at a fraction of the cost. A field whose knots are all negative is scaled by a
+    quarter of its largest magnitude instead, so that the sign is never flipped.
+    """
+    d = len(shape)
+    knots = coef
+    mask = torch.ones((), dtype=torch.bool, device=coef.device)
+    for a in range(d):
+        dim = knots.dim() - d + a
+        n = knots.shape[dim]
+        knots = (knots.narrow(dim, 0, n - 2) + 4 * knots.narrow(dim, 1, n - 2)
+                 + knots.narrow(dim, 2, n - 2)) / 6
+        j = torch.arange(1, n - 1, device=coef.device, dtype=coef.dtype)
+        pos = (j - 1 - scalars[..., d + a, None]) * scalars[..., a, None]   # [B, A, n - 2]
+        inside = (pos >= 0) & (pos <= shape[a] - 1)
+        mask = mask & inside.reshape(*inside.shape[:2], *[-1 if b == a else 1 for b in range(d)])
+    flat_knots = knots.flatten(2)
+    flat_mask = mask.expand_as(knots).flatten(2)
+    any_inside = flat_mask.any(-1, keepdim=True)
+    flat_mask = flat_mask | ~any_inside
+    top = torch.where(flat_mask, flat_knots, torch.full_like(flat_knots, -torch.inf)).amax(-1)
+    magnitude = torch.where(flat_mask, flat_knots.abs(), torch.zeros_like(flat_knots)).amax(-1)
+    return torch.maximum(top, 0.25 * magnitude).clamp_min(1e-12)
