@@ -109,11 +109,11 @@ class SynthesisConfig:
     def bias_nodes_for(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         """Control points per axis of the bias spline, enough for the finest spacing.
 
-        The lattice starts one node before voxel 0 (cubic support) with a random sub-node
-        offset in [0, 1), so it needs (N - 1) / h_min + 4 nodes per axis.
+        Voxel p sits at t = p / h + offset + 1 with offset in [0, 1) and needs nodes
+        floor(t) - 1 .. floor(t) + 2, so the last voxel reaches node floor((N - 1) / h) + 4.
         """
         h_min = BIAS_SPACING_PER_FWHM * self.bias_fwhm_min
-        return tuple(int(math.floor((n - 1) / h_min)) + 4 for n in shape)
+        return tuple(int(math.floor((n - 1) / h_min)) + 5 for n in shape)
 
     @property
     def texture_enabled(self) -> bool:

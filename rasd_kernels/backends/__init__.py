@@ -12,6 +12,7 @@ import os
 import torch
 
 BACKENDS = ("reference", "cpu", "triton", "cuda")
+OPS = ("philox_fill", "gmm_shapes", "bias_field", "appearance")
 _MODULES = {
     "reference": "rasd_kernels.reference",
     "cpu": "rasd_kernels.backends.cpu",
@@ -32,6 +33,9 @@ def unavailable_reason(backend: str) -> str | None:
         module = _load(backend)
     except ImportError as exc:
         return f"backend {backend!r} cannot be imported: {exc}"
+    missing = [op for op in OPS if not hasattr(module, op)]
+    if missing:
+        return f"backend {backend!r} does not implement {missing}"
     check = getattr(module, "unavailable_reason", None)
     return check() if check is not None else None
 

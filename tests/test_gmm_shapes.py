@@ -1,0 +1,140 @@
+"""gmm_shapes: coarse grids -> labels, every backend against the float64 reference."""
+
+import pytest
+import torch
+
+from rasd_kernels.ops import gmm_shapes
+from rasd_kernels.params import blob_param_count, grid_total
+from rasd_kernels.reference import gmm_shapes as ref
+
+from conftest import generator
+
+# Labels may differ only where the two best float64 scores are closer than this (float32
+# interpolation of O(1) fields carries ~1e-6 error), and at most on this fraction of voxels.
+TIE_MARGIN = 1e-4
+MAX_TIE_FRACTION = 1e-3
+
+CASES = [  # (shape, K, field nodes, warp nodes, mode)
+    ((7, 9, 11), 3, [4, 3], [5, 3], "perlin"),
+    ((17, 19, 16), 8, [8, 4], [16, 8, 4], "perlin"),
+    ((33, 37), 16, [8, 4], [16, 8, 4], "perlin"),
+    ((10, 13), 2, [3], [4, 2], "perlin"),
+    ((9, 12, 10), 5, [], [5, 3], "blobs"),
+    ((31, 26), 7, [], [16, 8, 4], "blobs"),
+]
+
+
+def random_inputs(shape, K, field_nodes, warp_nodes, mode, seed, batch=2):
+    """Fields of O(1) and warps of a few voxels, as params.draw_anatomy makes them."""
+    g = generator(seed)
+    d = len(shape)
+    warp_labels = K if mode == "perlin" else 1
+    warps = torch.randn(batch, warp_labels, d, grid_total(warp_nodes, d), generator=g)
+    warps *= max(shape) / 16 * torch.rand(batch, 1, 1, 1, generator=g)
+    if mode == "perlin":
+        fields = torch.randn(batch, K, grid_total(field_nodes, d), generator=g)
+    else:
+        size = torch.tensor(shape, dtype=torch.float32)
+        centre = torch.rand(batch, K, d, generator=g) * (size - 1)
+        a = torch.randn(batch, K, d, d, generator=g) / size.max()
+        precision = a @ a.transpose(-1, -2) + torch.eye(d) / size.max() ** 2
+        rows, cols = torch.triu_indices(d, d)
+        log_w = torch.log(0.5 + 0.5 * torch.rand(batch, K, 1, generator=g))
+        fields = torch.cat([centre, precision[..., rows, cols], log_w], -1)
+        assert fields.shape[-1] == blob_param_count(d)
+    return fields, warps
+
+
+def assert_labels_match(labels, fields, warps, field_nodes, warp_nodes, mode):
+    scores = ref.scores(fields.cpu(), warps.cpu(), field_nodes, warp_nodes,
+                        tuple(labels.shape[1:]), mode)
+    expected = scores.argmax(1)
+    got = labels.cpu().long()
+    differ = got != expected
+    assert differ.float().mean() <= MAX_TIE_FRACTION, f"{int(differ.sum())} labels differ"
+    if differ.any():
+        best = scores.gather(1, expected.unsqueeze(1)).squeeze(1)
+        chosen = scores.gather(1, got.unsqueeze(1)).squeeze(1)
+        assert float((best - chosen)[differ].max()) < TIE_MARGIN
+
+
+@pytest.mark.parametrize("case", range(len(CASES)))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_matches_reference(backend, device, case, seed):
+    shape, K, field_nodes, warp_nodes, mode = CASES[case]
+    fields, warps = random_inputs(shape, K, field_nodes, warp_nodes, mode, seed)
+    labels = torch.full((2, *shape), 255, dtype=torch.uint8, device=device)
+    gmm_shapes(labels, fields.to(device), warps.to(device), field_nodes, warp_nodes, mode,
+               backend=backend)
+    assert int(labels.max()) < K
+    assert_labels_match(labels, fields, warps, field_nodes, warp_nodes, mode)
+
+
+def _ramp_case(shift: float):
+    """2D, two labels: phi_0 rises from -1 to 1 along W, phi_1 = 0; warps shift every label
+    by `shift` voxels along W."""
+    H, W = 5, 9
+    fields = torch.tensor([[-1.0, 1.0, -1.0, 1.0], [0.0, 0.0, 0.0, 0.0]]).unsqueeze(0)
+    warps = torch.zeros(1, 2, 2, 4)
+    warps[:, :, 1] = shift
+    return (H, W), fields, warps
+
+
+@pytest.mark.parametrize("shift,first_zero", [(0.0, 4), (2.0, 2), (-3.5, 8)])
+def test_hand_checked_ramp_with_shift_ties_and_clamping(backend_or_reference, shift, first_zero):
+    """phi_0(q) = -1 + 2 q_w / 8 is >= 0 from q_w = 4 on (the tie at 4 goes to label 0, the
+    lowest); with a shift s label 0 starts at w = 4 - s, and q_w clamps to 8 at the border."""
+    backend, device = backend_or_reference
+    (H, W), fields, warps = _ramp_case(shift)
+    labels = torch.empty(1, H, W, dtype=torch.uint8, device=device)
+    gmm_shapes(labels, fields.to(device), warps.to(device), [2], [2], "perlin", backend=backend)
+    expected = (torch.arange(W) < first_zero).to(torch.uint8).expand(1, H, W)
+    assert torch.equal(labels.cpu(), expected)
+
+
+def test_constant_fields_pick_the_largest_whatever_the_warp(backend_or_reference):
+    backend, device = backend_or_reference
+    shape = (6, 7, 8)
+    consts = torch.tensor([0.1, 0.5, 0.45, 0.3])
+    fields = consts.reshape(1, 4, 1).expand(1, 4, grid_total([3], 3)).contiguous()
+    warps = 3 * torch.randn(1, 4, 3, grid_total([4], 3), generator=generator(3))
+    labels = torch.empty(1, *shape, dtype=torch.uint8, device=device)
+    gmm_shapes(labels, fields.to(device), warps.to(device), [3], [4], "perlin", backend=backend)
+    assert bool((labels == 1).all())
+
+
+def test_blobs_nearest_centre(backend_or_reference):
+    """Two isotropic blobs of equal weight and no warp: each voxel takes the nearer centre."""
+    backend, device = backend_or_reference
+    fields = torch.tensor([[[3.0, 3.0, 1.0, 0.0, 1.0, 0.0], [3.0, 12.0, 1.0, 0.0, 1.0, 0.0]]])
+    warps = torch.zeros(1, 1, 2, grid_total([2], 2))
+    labels = torch.empty(1, 6, 16, dtype=torch.uint8, device=device)
+    gmm_shapes(labels, fields.to(device), warps.to(device), [], [2], "blobs", backend=backend)
+    expected = (torch.arange(16) >= 8).to(torch.uint8).expand(1, 6, 16)
+    assert torch.equal(labels.cpu(), expected)
+
+
+def test_opcheck(backend, device):
+    fields, warps = random_inputs((7, 9, 11), 3, [4, 3], [5, 3], "perlin", 0)
+    labels = torch.empty(2, 7, 9, 11, dtype=torch.uint8, device=device)
+    torch.library.opcheck(torch.ops.rasd.gmm_shapes.default,
+                          (labels, fields.to(device), warps.to(device), [4, 3], [5, 3],
+                           "perlin", backend))
+
+
+@pytest.mark.parametrize("change,error,match", [
+    (dict(labels=torch.empty(2, 7, 9, 11, dtype=torch.int64)), TypeError, "labels must have dtype"),
+    (dict(fields=torch.empty(2, 3, 5)), ValueError, "fields must have shape"),
+    (dict(warps=torch.empty(2, 3, 2, 152)), ValueError, "warps must have shape"),
+    (dict(mode="voronoi"), ValueError, "mode must be one of"),
+    (dict(field_nodes=[1]), ValueError, "field_nodes must be"),
+    (dict(labels=torch.empty(2, 3, 9, 11, dtype=torch.uint8)), ValueError, "too small"),
+    (dict(fields=torch.empty(2, 256, 91)), ValueError, "number of labels"),
+])
+def test_bad_arguments_are_named(change, error, match):
+    fields, warps = random_inputs((7, 9, 11), 3, [4, 3], [5, 3], "perlin", 0)
+    args = dict(labels=torch.empty(2, 7, 9, 11, dtype=torch.uint8), fields=fields, warps=warps,
+                field_nodes=[4, 3], warp_nodes=[5, 3], mode="perlin")
+    args.update(change)
+    with pytest.raises(error, match=match):
+        gmm_shapes(**args, backend="reference")
