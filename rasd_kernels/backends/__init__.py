@@ -48,6 +48,7 @@ def interpreting_triton() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+@torch.compiler.assume_constant_result
 def resolve(backend: str, device: torch.device) -> str:
     """The concrete backend for tensors on `device` ("auto" picks the fastest one built)."""
     if backend == "auto":

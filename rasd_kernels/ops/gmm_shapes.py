@@ -22,13 +22,15 @@ MODES = ("perlin", "blobs")
 
 @torch.library.custom_op("rasd::gmm_shapes", mutates_args=("labels",))
 def _gmm_shapes(labels: torch.Tensor, fields: torch.Tensor, warps: torch.Tensor,
-                field_nodes: list[int], warp_nodes: list[int], mode: str, backend: str) -> None:
+                field_nodes: list[int], warp_nodes: list[int], shape_mode: str,
+                backend: str) -> None:
+    # (`mode` is a reserved argument name inside torch.compile's dispatch.)
     backends.implementation(backend, "gmm_shapes")(labels, fields, warps, field_nodes,
-                                                   warp_nodes, mode)
+                                                   warp_nodes, shape_mode)
 
 
 @_gmm_shapes.register_fake
-def _(labels, fields, warps, field_nodes, warp_nodes, mode, backend) -> None:
+def _(labels, fields, warps, field_nodes, warp_nodes, shape_mode, backend) -> None:
     return None
 
 
