@@ -7,7 +7,6 @@ import torch
 
 from rasd_kernels.ops import appearance
 from rasd_kernels.params import scalar_count, scalar_slices
-from rasd_kernels.reference import appearance as ref
 
 from conftest import generator
 

@@ -14,7 +14,7 @@ import torch
 BACKENDS = ("reference", "cpu", "triton", "cuda")
 OPS = ("philox_fill", "gmm_shapes", "bias_field", "appearance")
 _MODULES = {
-    "reference": "rasd_kernels.reference",
+    "reference": "rasd_kernels.reference.backend",
     "cpu": "rasd_kernels.backends.cpu",
     "triton": "rasd_kernels.triton",
     "cuda": "rasd_kernels.backends.cuda",

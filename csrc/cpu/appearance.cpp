@@ -1,0 +1,289 @@
+// appearance: labels -> image, in five passes over each (sample, appearance):
+//   1. rows:    x = mean[y] (+ std[y] n1), x *= exp(psi); max|x| per row
+//   2. rows:    x += noise_std M n2, blur along W through a line buffer
+//   3. columns: blur along H in place, a block of columns at a time (2D and 3D)
+//   4. columns: blur along D in place (3D)
+//   5. rows:    x = ((x - lo) / (hi - lo + 1e-6)) ^ gamma
+// The min/max of the blurred image is taken in whichever of passes 2-4 runs last. Every unit
+// of work writes disjoint voxels and reductions are max/min, so the result does not depend
+// on the number of threads.
+#include <algorithm>
+#include <stdexcept>
+
+#include "../common/gaussian.h"
+#include "../common/layout.h"
+#include "../common/mathf.h"
+#include "../common/streams.h"
+#include "cpu.h"
+
+namespace rasd {
+namespace cpu {
+
+namespace {
+
+constexpr int COLUMN_BLOCK = 64;  // columns per unit of the H and D blurs
+
+struct Pair {  // one (sample, appearance)
+  const float* stats;   // label_stats [K, 2]
+  bool texture;         // some label has a texture std != 0
+  float noise_std;
+  float gamma;
+  int radius[3];        // blur radius along D, H, W (D unused in 2D)
+  float taps[3][MAX_BLUR_TAPS];
+  PhiloxStream texture_noise, image_noise;
+  uint64_t element0;    // a * voxels: first noise element of this appearance
+};
+
+// mean[y] and std[y] of one row. A scalar loop on purpose: per-lane table lookups vectorise
+// into emulated gathers, which are slower than two scalar loads per voxel.
+void label_lookup(const uint8_t* RASD_RESTRICT y, const float* RASD_RESTRICT ls, int K, int W,
+                  bool texture, float* RASD_RESTRICT mean, float* RASD_RESTRICT sd) {
+  for (int i = 0; i < W; ++i) {
+    const int k = min_of(int(y[i]), K - 1);
+    mean[i] = ls[2 * k];
+    if (texture) sd[i] = ls[2 * k + 1];
+  }
+}
+
+// x = (mean + sd n) exp(psi) (sd, n null without texture); returns max|x|.
+RASD_CPU_CLONES
+float intensity_row(const float* RASD_RESTRICT mean, const float* RASD_RESTRICT sd,
+                    const float* RASD_RESTRICT n, const float* RASD_RESTRICT psi, int W,
+                    float* RASD_RESTRICT x) {
+  float top = 0.0f;
+  if (n != nullptr) {
+#pragma omp simd reduction(max : top)
+    for (int i = 0; i < W; ++i) {
+      const float v = (mean[i] + sd[i] * n[i]) * exp_f(psi[i]);
+      x[i] = v;
+      top = max_of(top, v < 0.0f ? -v : v);
+    }
+  } else {
+#pragma omp simd reduction(max : top)
+    for (int i = 0; i < W; ++i) {
+      const float v = mean[i] * exp_f(psi[i]);
+      x[i] = v;
+      top = max_of(top, v < 0.0f ? -v : v);
+    }
+  }
+  return top;
+}
+
+// line[r + i] = x[i] + scale n[i], replicated r times at both ends.
+RASD_CPU_CLONES
+void add_noise_padded(const float* RASD_RESTRICT x, const float* RASD_RESTRICT n, float scale,
+                      int W, int r, float* RASD_RESTRICT line) {
+#pragma omp simd
+  for (int i = 0; i < W; ++i) line[r + i] = x[i] + scale * n[i];
+  for (int i = 0; i < r; ++i) {
+    line[i] = line[r];
+    line[r + W + i] = line[r + W - 1];
+  }
+}
+
+// out[i] = sum_j taps[j] line[i + j], j <= 2r (tap loop outside: contiguous vector loads).
+RASD_CPU_CLONES
+void convolve_line(const float* RASD_RESTRICT line, const float* RASD_RESTRICT taps, int r,
+                   int W, float* RASD_RESTRICT out) {
+  const float t0 = taps[0];
+#pragma omp simd
+  for (int i = 0; i < W; ++i) out[i] = t0 * line[i];
+  for (int j = 1; j <= 2 * r; ++j) {
+    const float t = taps[j];
+    const float* src = line + j;
+#pragma omp simd
+    for (int i = 0; i < W; ++i) out[i] += t * src[i];
+  }
+}
+
+RASD_CPU_CLONES
+void min_max(const float* RASD_RESTRICT x, int64_t n, float& lo, float& hi) {
+  float a = lo, b = hi;
+#pragma omp simd reduction(min : a) reduction(max : b)
+  for (int64_t i = 0; i < n; ++i) {
+    a = min_of(a, x[i]);
+    b = max_of(b, x[i]);
+  }
+  lo = a;
+  hi = b;
+}
+
+// Blur `cols` contiguous columns along a strided axis of length L, in place: the block is
+// copied into buf with r replicated rows at both ends, then convolved back.
+RASD_CPU_CLONES
+void blur_columns(float* RASD_RESTRICT base, int L, int64_t stride, int cols,
+                  const float* RASD_RESTRICT taps, int r, float* RASD_RESTRICT buf) {
+  for (int l = 0; l < L + 2 * r; ++l) {
+    const int src = clamp_to(l - r, 0, L - 1);
+    const float* from = base + src * stride;
+    float* to = buf + size_t(l) * COLUMN_BLOCK;
+#pragma omp simd
+    for (int c = 0; c < cols; ++c) to[c] = from[c];
+  }
+  for (int l = 0; l < L; ++l) {
+    float* out = base + l * stride;
+    const float* in = buf + size_t(l) * COLUMN_BLOCK;
+    float acc[COLUMN_BLOCK];
+#pragma omp simd
+    for (int c = 0; c < cols; ++c) acc[c] = taps[0] * in[c];
+    for (int j = 1; j <= 2 * r; ++j) {
+      const float t = taps[j];
+      const float* row = in + size_t(j) * COLUMN_BLOCK;
+#pragma omp simd
+      for (int c = 0; c < cols; ++c) acc[c] += t * row[c];
+    }
+#pragma omp simd
+    for (int c = 0; c < cols; ++c) out[c] = acc[c];
+  }
+}
+
+RASD_CPU_CLONES
+void normalise_row(float* RASD_RESTRICT x, int W, float lo, float inv, float gamma) {
+#pragma omp simd
+  for (int i = 0; i < W; ++i) x[i] = pow_unit((x[i] - lo) * inv, gamma);
+}
+
+}  // namespace
+
+void appearance(float* image, const uint8_t* labels, const float* label_stats,
+                const float* bias_coef, const float* scalars, float* stats,
+                const int64_t* sample_index, uint64_t seed, int64_t batch, int apps,
+                int num_labels, const Extent& ext, const std::vector<int>& bias_nodes) {
+  const int d = ext.d, K = num_labels, W = ext.W;
+  const int64_t V = ext.voxels(), rows = ext.rows(), pairs = batch * apps;
+  const int64_t lattice = int64_t(bias_nodes[0]) * bias_nodes[1] * (d == 3 ? bias_nodes[2] : 1);
+  const int nscalars = layout::scalar_count(d);
+
+  // Per-pair constants and bias fields (tiny; read by every row).
+  std::vector<Pair> pair(static_cast<size_t>(pairs));
+  std::vector<BiasRows> bias;
+  bias.reserve(size_t(pairs));
+  int max_r = 0;
+  for (int64_t p = 0; p < pairs; ++p) {
+    const int64_t b = p / apps, a = p % apps;
+    const float* s = scalars + p * nscalars;
+    Pair& q = pair[size_t(p)];
+    q.stats = label_stats + p * K * layout::LABEL_STATS;
+    q.texture = false;
+    for (int k = 0; k < K; ++k) q.texture |= q.stats[2 * k + layout::LABEL_STD] != 0.0f;
+    q.noise_std = s[layout::noise_std(d)];
+    q.gamma = s[layout::gamma(d)];
+    q.radius[0] = 0;
+    q.taps[0][0] = 1.0f;
+    for (int axis = 0; axis < d; ++axis) {
+      const int slot = axis + 3 - d;
+      const float sigma = s[layout::blur_sigma(d, axis)];
+      if (gaussian_radius(sigma) > MAX_BLUR_RADIUS)
+        throw std::invalid_argument("blur sigma above 4 voxels is not supported");
+      q.radius[slot] = gaussian_taps(sigma, q.taps[slot]);
+      max_r = max_of(max_r, q.radius[slot]);
+    }
+    const uint64_t sample = uint64_t(sample_index[b]);
+    q.texture_noise = philox_stream(seed, sample, streams::TEXTURE_NOISE);
+    q.image_noise = philox_stream(seed, sample, streams::IMAGE_NOISE);
+    q.element0 = uint64_t(a) * uint64_t(V);
+    bias.emplace_back(ext, bias_nodes, bias_coef + p * lattice, s);
+  }
+  begin_call();
+
+  // 1. Intensity, texture and bias; max|x| per row.
+  std::vector<float> row_top(size_t(pairs * rows));
+  parallel_for(pairs * rows, 4 * size_t(W), [&](int64_t unit, float* buf) {
+    const int64_t p = unit / rows, r = unit % rows;
+    const Pair& q = pair[size_t(p)];
+    float* psi = buf;
+    float* mean = buf + W;
+    float* sd = buf + 2 * W;
+    float* noise = buf + 3 * W;
+    bias[size_t(p)].row(int(r / ext.H), int(r % ext.H), psi);
+    label_lookup(labels + (p / apps) * V + r * W, q.stats, K, W, q.texture, mean, sd);
+    if (q.texture) normal_range(q.texture_noise, q.element0 + r * W, W, noise);
+    row_top[size_t(unit)] = intensity_row(mean, q.texture ? sd : nullptr,
+                                          q.texture ? noise : nullptr, psi, W,
+                                          image + p * V + r * W);
+  });
+  std::vector<float> top(size_t(pairs), 0.0f);
+  for (int64_t u = 0; u < pairs * rows; ++u)
+    top[size_t(u / rows)] = max_of(top[size_t(u / rows)], row_top[size_t(u)]);
+
+  // Which pass sees the final values (and so takes the min / max) differs per pair.
+  auto last_pass = [&](const Pair& q) { return q.radius[0] > 0 ? 4 : q.radius[1] > 0 ? 3 : 2; };
+  // Per-unit lo / hi of the last pass, reduced per pair afterwards.
+  std::vector<float> unit_lo, unit_hi;
+  auto reset_minmax = [&](int64_t units) {
+    unit_lo.assign(size_t(units), 3.0e38f);
+    unit_hi.assign(size_t(units), -3.0e38f);
+  };
+  std::vector<float> lo(size_t(pairs), 3.0e38f), hi(size_t(pairs), -3.0e38f);
+  auto reduce_minmax = [&](int64_t units_per_pair, int pass) {
+    for (int64_t u = 0; u < pairs * units_per_pair; ++u) {
+      const size_t p = size_t(u / units_per_pair);
+      if (last_pass(pair[p]) != pass) continue;
+      lo[p] = min_of(lo[p], unit_lo[size_t(u)]);
+      hi[p] = max_of(hi[p], unit_hi[size_t(u)]);
+    }
+  };
+
+  // 2. Image noise and the W blur.
+  reset_minmax(pairs * rows);
+  parallel_for(pairs * rows, 2 * size_t(W) + 2 * max_r, [&](int64_t unit, float* buf) {
+    const int64_t p = unit / rows, r = unit % rows;
+    const Pair& q = pair[size_t(p)];
+    float* x = image + p * V + r * W;
+    float* noise = buf;
+    float* line = buf + W;
+    normal_range(q.image_noise, q.element0 + r * W, W, noise);
+    const int rw = q.radius[2];
+    add_noise_padded(x, noise, q.noise_std * top[size_t(p)], W, rw, line);
+    convolve_line(line, q.taps[2], rw, W, x);
+    if (last_pass(q) == 2) min_max(x, W, unit_lo[size_t(unit)], unit_hi[size_t(unit)]);
+  });
+  reduce_minmax(rows, 2);
+
+  // 3. and 4. Blur along H (per slice) and along D, a block of columns at a time.
+  const int64_t blocks = (W + COLUMN_BLOCK - 1) / COLUMN_BLOCK;
+  for (int pass = 3; pass <= 4 && pass - 2 <= d - 1; ++pass) {
+    const int slot = pass == 3 ? 1 : 0;                 // H or D
+    const int L = pass == 3 ? ext.H : ext.D;
+    const int64_t stride = pass == 3 ? W : int64_t(ext.H) * W;
+    const int64_t lines = pass == 3 ? ext.D : ext.H;    // independent lines per pair
+    const int64_t units_per_pair = lines * blocks;
+    reset_minmax(pairs * units_per_pair);
+    parallel_for(pairs * units_per_pair, size_t(L + 2 * max_r) * COLUMN_BLOCK,
+                 [&](int64_t unit, float* buf) {
+      const int64_t p = unit / units_per_pair, rest = unit % units_per_pair;
+      const Pair& q = pair[size_t(p)];
+      if (q.radius[slot] == 0) return;
+      const int64_t line = rest / blocks, w0 = (rest % blocks) * COLUMN_BLOCK;
+      const int cols = int(std::min<int64_t>(COLUMN_BLOCK, W - w0));
+      const int64_t line_offset = pass == 3 ? line * int64_t(ext.H) * W : line * W;
+      float* base = image + p * V + line_offset + w0;
+      blur_columns(base, L, stride, cols, q.taps[slot], q.radius[slot], buf);
+      if (last_pass(q) == pass) {
+        for (int l = 0; l < L; ++l)
+          min_max(base + l * stride, cols, unit_lo[size_t(unit)], unit_hi[size_t(unit)]);
+      }
+    });
+    reduce_minmax(units_per_pair, pass);
+  }
+
+  // 5. Normalise and gamma.
+  parallel_for(pairs * rows, 0, [&](int64_t unit, float*) {
+    const int64_t p = unit / rows, r = unit % rows;
+    const Pair& q = pair[size_t(p)];
+    const float inv = float(1.0 / (double(hi[size_t(p)]) - double(lo[size_t(p)]) +
+                                   layout::NORMALISE_EPS));
+    normalise_row(image + p * V + r * W, W, lo[size_t(p)], inv, q.gamma);
+  });
+
+  for (int64_t p = 0; p < pairs; ++p) {
+    float* st = stats + p * layout::STAT_COUNT;
+    st[layout::STAT_MAX_ABS] = top[size_t(p)];
+    st[layout::STAT_LO] = lo[size_t(p)];
+    st[layout::STAT_HI] = hi[size_t(p)];
+    st[3] = 0.0f;
+  }
+}
+
+}  // namespace cpu
+}  // namespace rasd

@@ -1,0 +1,124 @@
+// The CPU backend: declarations shared by the kernel files and the Python bindings.
+//
+// Tensors arrive as raw pointers to contiguous memory (the bindings never see torch), sizes
+// as ints. 2D data is handled as 3D with a single slice (D = 1).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "../common/defs.h"
+#include "../common/philox.h"
+
+// Hot loops are compiled for AVX-512 and AVX2 as well as the baseline and picked at load time
+// (ifunc), so one wheel runs at full width on every x86-64 machine. Other targets build the
+// plain version.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(RASD_NO_CLONES)
+#define RASD_CPU_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define RASD_CPU_CLONES
+#endif
+
+namespace rasd {
+namespace cpu {
+
+// Spatial extent; 2D images have d == 2 and D == 1.
+struct Extent {
+  int d;
+  int D, H, W;
+  int64_t voxels() const { return int64_t(D) * H * W; }
+  int64_t rows() const { return int64_t(D) * H; }
+};
+
+Extent make_extent(const std::vector<int64_t>& shape);
+
+// ---- threads --------------------------------------------------------------------------
+
+// Which OpenMP threads did work in the most recent kernel call: the tests check that the
+// kernels really run in parallel (without OpenMP a parallel loop silently runs on one).
+void begin_call();
+void mark_thread_used();
+int last_threads_used();
+
+// Threads of every parallel region: set_num_threads(n) if n > 0 was called, else OpenMP's
+// default. Kept here rather than in OpenMP's per-thread state so that it holds for calls
+// from any Python thread.
+void set_num_threads(int n);
+int num_threads();
+
+// body(i, scratch) for i < count over the OpenMP threads (static schedule: results never
+// depend on the partition, every unit writes its own outputs). Each thread gets its own
+// scratch of `scratch_floats` floats, allocated once per call.
+template <class Body>
+void parallel_for(int64_t count, size_t scratch_floats, Body&& body) {
+#pragma omp parallel num_threads(num_threads())
+  {
+    std::vector<float> scratch(scratch_floats);
+    bool worked = false;
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < count; ++i) {
+      body(i, scratch.data());
+      worked = true;
+    }
+    if (worked) mark_thread_used();
+  }
+}
+
+// ---- Philox ranges (philox_fill.cpp) -----------------------------------------------------
+
+// out[i] = normal / uniform element e0 + i of a stream, i < n.
+void normal_range(const PhiloxStream& s, uint64_t e0, int64_t n, float* out);
+void uniform_range(const PhiloxStream& s, uint64_t e0, int64_t n, float* out);
+
+// ---- the four ops ---------------------------------------------------------------------
+
+void philox_fill(float* out, int64_t batch, int64_t per_sample, const int64_t* sample_index,
+                 uint64_t seed, uint32_t stream, bool normal);
+
+void gmm_shapes(uint8_t* labels, const float* fields, const float* warps, int64_t batch,
+                int num_labels, const Extent& ext, const std::vector<int>& field_nodes,
+                const std::vector<int>& warp_nodes, bool blobs);
+
+// Whether gmm_shapes may take its AVX-512 path on CPUs that have it (the tests compare it
+// with the portable path).
+void allow_avx512(bool allowed);
+
+void bias_field(float* image, const float* coef, const float* scalars, int64_t batch,
+                int apps, const Extent& ext, const std::vector<int>& nodes, int scalar_stride);
+
+void appearance(float* image, const uint8_t* labels, const float* label_stats,
+                const float* bias_coef, const float* scalars, float* stats,
+                const int64_t* sample_index, uint64_t seed, int64_t batch, int apps,
+                int num_labels, const Extent& ext, const std::vector<int>& bias_nodes);
+
+// ---- the bias spline, shared by bias_field and appearance (bias_field.cpp) ---------------
+
+// The log-bias psi of one (sample, appearance), evaluated one row at a time: the 4^d
+// B-spline taps are separable, so a row only needs the lattice contracted over D and H once
+// (a line of nW coefficients) and then 4 taps along W per voxel.
+class BiasRows {
+ public:
+  // coef [*nodes] of one (sample, appearance); scalars start with spacing (d), offset (d).
+  BiasRows(const Extent& ext, const std::vector<int>& nodes, const float* coef,
+           const float* scalars);
+  // psi of row (z, y) into out[0 .. W).
+  void row(int z, int y, float* out) const;
+
+ private:
+  Extent ext_;
+  int nD_, nH_, nW_;
+  const float* coef_;
+  float inv_spacing_[3], offset_[3];
+  // Per column: the four W taps, [4][W].
+  std::vector<float> wx_;
+  // Runs of columns in the same lattice cell: [run_start_[j], run_start_[j + 1]) uses
+  // the (clamped) nodes run_nodes_[4 j .. 4 j + 3].
+  std::vector<int> run_start_, run_nodes_;
+};
+
+// Largest bias lattice along W that a row buffer holds.
+constexpr int MAX_BIAS_NODES = 4096;
+
+}  // namespace cpu
+}  // namespace rasd

@@ -1,0 +1,123 @@
+// rasd_kernels._C: Python bindings of the CPU kernels.
+//
+// No torch headers: tensors arrive as data pointers (tensor.data_ptr()) and sizes as ints,
+// so the module builds in seconds with plain `pip install .` and works with any torch. The
+// Python wrapper (rasd_kernels/backends/cpu.py) has validated shapes, dtypes and contiguity.
+#include <cstdint>
+#include <vector>
+
+#include <omp.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include "../common/philox.h"
+#include "../common/streams.h"
+#include "cpu.h"
+
+namespace py = pybind11;
+using rasd::cpu::make_extent;
+
+namespace {
+
+template <typename T>
+T* ptr(std::uintptr_t address) {
+  return reinterpret_cast<T*>(address);
+}
+
+std::vector<int> ints(const std::vector<int64_t>& v) { return std::vector<int>(v.begin(), v.end()); }
+
+py::dict stream_ids() {
+  namespace s = rasd::streams;
+  py::dict d;
+  d["ANATOMY_PARAMS"] = s::ANATOMY_PARAMS;
+  d["FIELD_GRIDS"] = s::FIELD_GRIDS;
+  d["WARP_GRIDS"] = s::WARP_GRIDS;
+  d["APPEARANCE_PARAMS"] = s::APPEARANCE_PARAMS;
+  d["BIAS_GRIDS"] = s::BIAS_GRIDS;
+  d["TEXTURE_NOISE"] = s::TEXTURE_NOISE;
+  d["IMAGE_NOISE"] = s::IMAGE_NOISE;
+  d["MAX_ELEMENTS_PER_STREAM"] = s::MAX_ELEMENTS_PER_STREAM;
+  return d;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "rasd_kernels CPU kernels (OpenMP); called by rasd_kernels.backends.cpu";
+
+  m.def("philox_fill",
+        [](std::uintptr_t out, int64_t batch, int64_t per_sample, std::uintptr_t sample_index,
+           uint64_t seed, uint32_t stream, bool normal) {
+          py::gil_scoped_release nogil;
+          rasd::cpu::philox_fill(ptr<float>(out), batch, per_sample,
+                                 ptr<const int64_t>(sample_index), seed, stream, normal);
+        },
+        py::arg("out"), py::arg("batch"), py::arg("per_sample"), py::arg("sample_index"),
+        py::arg("seed"), py::arg("stream"), py::arg("normal"));
+
+  m.def("gmm_shapes",
+        [](std::uintptr_t labels, std::uintptr_t fields, std::uintptr_t warps, int64_t batch,
+           int num_labels, const std::vector<int64_t>& shape,
+           const std::vector<int64_t>& field_nodes, const std::vector<int64_t>& warp_nodes,
+           bool blobs) {
+          const auto ext = make_extent(shape);
+          const auto fn = ints(field_nodes), wn = ints(warp_nodes);
+          py::gil_scoped_release nogil;
+          rasd::cpu::gmm_shapes(ptr<uint8_t>(labels), ptr<const float>(fields),
+                                ptr<const float>(warps), batch, num_labels, ext, fn, wn, blobs);
+        },
+        py::arg("labels"), py::arg("fields"), py::arg("warps"), py::arg("batch"),
+        py::arg("num_labels"), py::arg("shape"), py::arg("field_nodes"), py::arg("warp_nodes"),
+        py::arg("blobs"));
+
+  m.def("bias_field",
+        [](std::uintptr_t image, std::uintptr_t coef, std::uintptr_t scalars, int64_t batch,
+           int apps, const std::vector<int64_t>& shape, const std::vector<int64_t>& nodes,
+           int scalar_stride) {
+          const auto ext = make_extent(shape);
+          const auto n = ints(nodes);
+          py::gil_scoped_release nogil;
+          rasd::cpu::bias_field(ptr<float>(image), ptr<const float>(coef),
+                                ptr<const float>(scalars), batch, apps, ext, n, scalar_stride);
+        },
+        py::arg("image"), py::arg("coef"), py::arg("scalars"), py::arg("batch"),
+        py::arg("apps"), py::arg("shape"), py::arg("nodes"), py::arg("scalar_stride"));
+
+  m.def("appearance",
+        [](std::uintptr_t image, std::uintptr_t labels, std::uintptr_t label_stats,
+           std::uintptr_t bias_coef, std::uintptr_t scalars, std::uintptr_t stats,
+           std::uintptr_t sample_index, uint64_t seed, int64_t batch, int apps, int num_labels,
+           const std::vector<int64_t>& shape, const std::vector<int64_t>& bias_nodes) {
+          const auto ext = make_extent(shape);
+          const auto n = ints(bias_nodes);
+          py::gil_scoped_release nogil;
+          rasd::cpu::appearance(ptr<float>(image), ptr<const uint8_t>(labels),
+                                ptr<const float>(label_stats), ptr<const float>(bias_coef),
+                                ptr<const float>(scalars), ptr<float>(stats),
+                                ptr<const int64_t>(sample_index), seed, batch, apps,
+                                num_labels, ext, n);
+        },
+        py::arg("image"), py::arg("labels"), py::arg("label_stats"), py::arg("bias_coef"),
+        py::arg("scalars"), py::arg("stats"), py::arg("sample_index"), py::arg("seed"),
+        py::arg("batch"), py::arg("apps"), py::arg("num_labels"), py::arg("shape"),
+        py::arg("bias_nodes"));
+
+  // Small probes for the tests.
+  m.def("philox4x32_10",
+        [](std::vector<uint32_t> counter, std::vector<uint32_t> key) {
+          if (counter.size() != 4 || key.size() != 2)
+            throw std::invalid_argument("counter has 4 words, key 2");
+          rasd::philox4x32_10(counter[0], counter[1], counter[2], counter[3], key[0], key[1]);
+          return counter;
+        },
+        py::arg("counter"), py::arg("key"), "One Philox4x32-10 block (Random123 layout).");
+  m.def("allow_avx512", &rasd::cpu::allow_avx512, py::arg("allowed"),
+        "Let gmm_shapes use its AVX-512 kernel where the CPU has it (default True).");
+  m.def("stream_ids", &stream_ids, "The stream ids of csrc/common/streams.h.");
+  m.def("last_threads_used", &rasd::cpu::last_threads_used,
+        "How many OpenMP threads did work in the most recent kernel call.");
+  m.def("set_num_threads", &rasd::cpu::set_num_threads, py::arg("n"),
+        "Threads of every kernel call; 0 restores OpenMP's default.");
+  m.def("get_num_threads", &rasd::cpu::num_threads);
+  m.attr("openmp") = py::int_(_OPENMP);
+}

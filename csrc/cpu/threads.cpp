@@ -1,0 +1,43 @@
+// Thread accounting and small shared helpers of the CPU backend.
+#include <atomic>
+#include <stdexcept>
+
+#include <omp.h>
+
+#include "cpu.h"
+
+namespace rasd {
+namespace cpu {
+
+namespace {
+std::atomic<uint64_t> used_mask{0};
+std::atomic<int> requested_threads{0};
+}
+
+void set_num_threads(int n) { requested_threads.store(n > 0 ? n : 0); }
+
+int num_threads() {
+  const int n = requested_threads.load(std::memory_order_relaxed);
+  return n > 0 ? n : omp_get_max_threads();
+}
+
+void begin_call() { used_mask.store(0, std::memory_order_relaxed); }
+
+void mark_thread_used() {
+  const int t = omp_get_thread_num();
+  used_mask.fetch_or(uint64_t(1) << (t & 63), std::memory_order_relaxed);
+}
+
+int last_threads_used() { return __builtin_popcountll(used_mask.load()); }
+
+Extent make_extent(const std::vector<int64_t>& shape) {
+  if (shape.size() != 2 && shape.size() != 3)
+    throw std::invalid_argument("spatial shape must be 2D or 3D");
+  for (int64_t n : shape)
+    if (n < 1 || n > (int64_t(1) << 24)) throw std::invalid_argument("bad spatial size");
+  if (shape.size() == 2) return Extent{2, 1, int(shape[0]), int(shape[1])};
+  return Extent{3, int(shape[0]), int(shape[1]), int(shape[2])};
+}
+
+}  // namespace cpu
+}  // namespace rasd

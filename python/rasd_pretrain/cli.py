@@ -1,0 +1,178 @@
+"""`rasd-pretrain`: RaSD pre-training from flags or a YAML file (flags override the file).
+
+    rasd-pretrain --preset cpu-small --steps 200 --out runs/demo
+    rasd-pretrain --config run.yaml --lr 3e-5
+    rasd-pretrain --out runs/demo --resume --steps 400
+    torchrun --nproc-per-node 8 -m rasd_pretrain --preset rasd3d --out runs/rasd3d
+    rasd-pretrain export runs/demo/checkpoints/last.pt --out weights/
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ._deps import MissingDependency, require
+from .config import (AMP_MODES, CONSISTENCY_KINDS, PRESETS, SCHEDULES, build, load_yaml,
+                     normalize_keys, preset_values)
+
+PROG = "rasd-pretrain"
+
+# flag dest -> config field (where they differ)
+_RENAME = {"labels": "num_labels", "synth": "synthesis", "model_arg": "model_kwargs"}
+_NOT_CONFIG = {"config", "resume", "overwrite", "quiet", "progress", "print_config"}
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        parsed = require("yaml").safe_load(value)
+    except Exception:
+        parsed = value
+    return key.strip().replace("-", "_"), parsed
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG, description="RaSD pre-training on freshly synthesised images (every step "
+        "draws a new batch on the training device). Precedence: preset < --config < flags.",
+        epilog=f"presets: {', '.join(sorted(PRESETS))}. Export encoder weights of a checkpoint: "
+        f"{PROG} export CHECKPOINT --out DIR.")
+    a = p.add_argument
+    a("--config", metavar="YAML", help="settings file (keys as in OUT/config.yaml)")
+    a("--preset", choices=sorted(PRESETS),
+      help="starting point (default cpu-small unless --config or --resume give one)")
+    g = p.add_argument_group("data")
+    g.add_argument("--shape", type=int, nargs="+", metavar="N", help="image size, 2 or 3 ints")
+    g.add_argument("--labels", type=int, metavar="K", help="labels per image")
+    g.add_argument("--batch", type=int, help="global batch (split over the ranks)")
+    g.add_argument("--views", type=int, help="appearances per anatomy (2 adds a consistency "
+                   "term)")
+    g.add_argument("--seed", type=int, help="data seed (also seeds the model initialisation)")
+    g.add_argument("--backend", help="synthesis backend (auto, reference, cpu, triton, cuda)")
+    g.add_argument("--synth", type=_key_value, action="append", metavar="KEY=VALUE",
+                   help="SynthesisConfig override, repeatable (e.g. noise_std_max=0.3)")
+    g = p.add_argument_group("model and loss")
+    g.add_argument("--model", help="swinunetr, unet, or package.module:factory")
+    g.add_argument("--model-arg", type=_key_value, action="append", metavar="KEY=VALUE",
+                   help="model factory argument, repeatable (e.g. feature_size=24)")
+    g.add_argument("--embed-dim", type=int, help="output channels E of the backbone")
+    g.add_argument("--tau", type=float, help="temperature (default 0.07)")
+    g.add_argument("--normalize", action=argparse.BooleanOptionalAction,
+                   help="L2-normalise embeddings and prototypes (default on)")
+    g.add_argument("--consistency", choices=CONSISTENCY_KINDS, help="two-view term")
+    g.add_argument("--consistency-weight", type=float)
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--steps", type=int, help="total steps of the run")
+    g.add_argument("--lr", type=float, help="AdamW learning rate")
+    g.add_argument("--weight-decay", type=float)
+    g.add_argument("--warmup-steps", type=int)
+    g.add_argument("--schedule", choices=SCHEDULES)
+    g.add_argument("--grad-clip", type=float, help="max gradient norm (0: off)")
+    g.add_argument("--amp", choices=AMP_MODES, help="autocast dtype for the model")
+    g = p.add_argument_group("run")
+    g.add_argument("--out", help="run folder")
+    g.add_argument("--device", help="auto, cpu, cuda, cuda:1 ...")
+    g.add_argument("--ckpt-every", type=int, help="steps between checkpoints")
+    g.add_argument("--log-every", type=int, help="steps between printed lines (no tty)")
+    g.add_argument("--resume", nargs="?", const=True, metavar="CKPT",
+                   help="continue from OUT/checkpoints/last.pt, or from CKPT")
+    g.add_argument("--overwrite", action="store_true", help="replace a run already in OUT")
+    g.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    g.add_argument("--progress", action=argparse.BooleanOptionalAction,
+                   help="progress bar (default: when stderr is a terminal)")
+    g.add_argument("--print-config", action="store_true", help="print the resolved config")
+    return p
+
+
+def _flag_values(args: argparse.Namespace) -> dict:
+    values = {}
+    for dest, value in vars(args).items():
+        if value is None or dest in _NOT_CONFIG:
+            continue
+        if dest in ("synth", "model_arg"):
+            value = dict(value)
+        values[_RENAME.get(dest, dest)] = value
+    return values
+
+
+def _resume_base(args: argparse.Namespace, out: str | None) -> dict:
+    """Settings of the run being resumed (used when neither --preset nor --config is given)."""
+    if args.resume is True:
+        if out is None:
+            raise ValueError("--resume without a checkpoint path needs --out (the run folder)")
+        path = os.path.join(out, "config.yaml")
+        if not os.path.isfile(path):
+            raise ValueError(f"nothing to resume in {out}: no config.yaml there")
+        return load_yaml(path)
+    from .checkpoint import load
+    return normalize_keys(load(args.resume)["config"], f"checkpoint {args.resume}")
+
+
+def resolve(args: argparse.Namespace):
+    """The PretrainConfig of parsed arguments."""
+    flags = _flag_values(args)
+    file_values = load_yaml(args.config) if args.config else {}
+    preset = args.preset or file_values.get("preset")
+    if preset:
+        base = preset_values(preset)
+    elif args.config:
+        base = {}
+    elif args.resume is not None:
+        base = _resume_base(args, flags.get("out"))
+    else:
+        base = preset_values("cpu-small")
+    return build(base, file_values, flags)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["export"]:
+        return export_main(argv[1:])
+    args = parser().parse_args(argv)
+    try:
+        config = resolve(args)
+        if args.print_config:
+            print(require("yaml").safe_dump(config.to_dict(), sort_keys=False), end="")
+            return 0
+        from .trainer import train
+        train(config, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet,
+              progress=args.progress, record=False)
+    except (ValueError, MissingDependency) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; resume with --resume (last checkpoint)", file=sys.stderr)
+        return 130
+    return 0
+
+
+def export_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog=f"{PROG} export",
+                                description="Write a checkpoint's weights in MONAI layouts "
+                                "(encoder.pt, encoder_load_from.pt, network.pt, export.json).")
+    p.add_argument("checkpoint")
+    p.add_argument("--out", required=True, help="folder for the exported files")
+    p.add_argument("--overwrite", action="store_true")
+    args = p.parse_args(argv)
+    from .export import export_checkpoint
+    try:
+        taken = [n for n in ("encoder.pt", "encoder_load_from.pt", "network.pt", "export.json")
+                 if os.path.exists(os.path.join(args.out, n))]
+        if taken and not args.overwrite:
+            raise ValueError(f"{args.out} already holds {', '.join(taken)}; pass --overwrite "
+                             "to replace them")
+        paths = export_checkpoint(args.checkpoint, args.out)
+    except (ValueError, OSError) as exc:
+        print(f"{PROG} export: error: {exc}", file=sys.stderr)
+        return 2
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

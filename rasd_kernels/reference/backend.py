@@ -1,0 +1,8 @@
+"""The reference as a backend: the four op functions under their op names."""
+
+from .appearance import appearance
+from .bias_field import bias_field
+from .gmm_shapes import gmm_shapes
+from .philox_fill import philox_fill
+
+__all__ = ["appearance", "bias_field", "gmm_shapes", "philox_fill"]

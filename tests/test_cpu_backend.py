@@ -1,0 +1,143 @@
+"""CPU backend specifics: the C++ Philox, the stream ids, threading, determinism across thread
+counts, the AVX-512 and portable label kernels, and the memory bound of gmm_shapes."""
+
+import gc
+
+import pytest
+import torch
+
+import rasd_kernels
+from rasd_kernels import backends, streams
+from rasd_kernels.ops import appearance, bias_field, gmm_shapes, philox_fill
+from rasd_kernels.params import grid_total
+
+from conftest import generator
+
+if backends.unavailable_reason("cpu") is not None:  # the build is part of the product
+    raise RuntimeError(backends.unavailable_reason("cpu"))
+
+from rasd_kernels import _C  # noqa: E402
+from rasd_kernels.backends import cpu  # noqa: E402
+
+# Random123 known-answer vectors of Philox4x32-10: counter, key -> output.
+KNOWN_ANSWERS = [
+    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
+     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
+]
+
+
+@pytest.fixture
+def threads():
+    """Set the kernel thread count inside a test; restored afterwards."""
+    before = cpu.get_num_threads()
+    yield cpu.set_num_threads
+    cpu.set_num_threads(before)
+
+
+@pytest.mark.parametrize("counter,key,expected", KNOWN_ANSWERS)
+def test_cpp_philox_known_answers(counter, key, expected):
+    assert tuple(_C.philox4x32_10(list(counter), list(key))) == expected
+
+
+def test_stream_ids_match_python():
+    ids = _C.stream_ids()
+    assert ids.pop("MAX_ELEMENTS_PER_STREAM") == streams.MAX_ELEMENTS_PER_STREAM
+    assert ids == streams.ALL
+
+
+def _perlin_inputs(shape, K, batch=2, seed=0):
+    g = generator(seed)
+    d = len(shape)
+    fields = torch.randn(batch, K, grid_total([8, 4], d), generator=g)
+    warps = max(shape) / 16 * torch.randn(batch, K, d, grid_total([16, 8, 4], d), generator=g)
+    return fields, warps
+
+
+def _run_each_op(shape=(24, 40, 33), K=5):
+    """One call of each op on inputs large enough to split over threads."""
+    fields, warps = _perlin_inputs(shape, K)
+    labels = torch.empty(2, *shape, dtype=torch.uint8)
+    used = {}
+    philox_fill(torch.empty(2, 100_000), torch.tensor([3, 4]), 1, 2, "normal", backend="cpu")
+    used["philox_fill"] = cpu.last_threads_used()
+    gmm_shapes(labels, fields, warps, [8, 4], [16, 8, 4], backend="cpu")
+    used["gmm_shapes"] = cpu.last_threads_used()
+    ws = rasd_kernels.params.make_workspace(2, shape, K, 1, rasd_kernels.SynthesisConfig(), "cpu")
+    torch.arange(2, out=ws.sample_index)
+    rasd_kernels.params.draw_appearance(ws, shape, rasd_kernels.SynthesisConfig(), 7, "cpu")
+    image = torch.rand(2, 1, *shape, generator=generator(1))
+    bias_field(image, ws.bias_coef, ws.scalars, backend="cpu")
+    used["bias_field"] = cpu.last_threads_used()
+    appearance(image, labels, ws.label_stats, ws.bias_coef, ws.scalars, ws.stats, ws.sample_index,
+               7, backend="cpu")
+    used["appearance"] = cpu.last_threads_used()
+    return used
+
+
+def test_kernels_run_on_every_requested_thread(threads):
+    """Each op reports how many OpenMP threads did work: without OpenMP (or with a loop that
+    is not parallel) this stays at 1."""
+    threads(2)
+    assert cpu.get_num_threads() == 2
+    assert _run_each_op() == dict.fromkeys(["philox_fill", "gmm_shapes", "bias_field",
+                                            "appearance"], 2)
+    threads(1)
+    assert _run_each_op() == dict.fromkeys(["philox_fill", "gmm_shapes", "bias_field",
+                                            "appearance"], 1)
+
+
+@pytest.mark.parametrize("shape,K,views", [((21, 34, 29), 6, 2), ((67, 45), 11, 1)])
+def test_synthesis_is_bit_identical_across_thread_counts(threads, shape, K, views):
+    config = rasd_kernels.SynthesisConfig(texture_std_max=0.2, blur_sigma_max=1.5)
+    out = {}
+    for n in (1, 2):
+        threads(n)
+        out[n] = rasd_kernels.synthesize(3, shape, K, seed=11, start_index=5, config=config,
+                                         views=views, backend="cpu")
+    assert torch.equal(out[1][1], out[2][1])
+    assert torch.equal(out[1][0], out[2][0])
+
+
+@pytest.mark.parametrize("shape,K", [((19, 37, 45), 8), ((53, 70), 16)])
+def test_avx512_and_portable_label_kernels_agree(shape, K):
+    """The AVX-512 kernel (taken where the CPU has it) and the portable one compute the same
+    float32 arithmetic in a different order: labels agree except at near ties."""
+    fields, warps = _perlin_inputs(shape, K, seed=3)
+    out = []
+    for wide in (True, False):
+        _C.allow_avx512(wide)
+        try:
+            labels = torch.empty(2, *shape, dtype=torch.uint8)
+            out.append(gmm_shapes(labels, fields, warps, [8, 4], [16, 8, 4], backend="cpu"))
+        finally:
+            _C.allow_avx512(True)
+    assert float((out[0] != out[1]).float().mean()) < 1e-4
+
+
+def _peak_rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def test_gmm_shapes_builds_no_full_resolution_intermediate(threads):
+    """128^3, K = 8: one full-resolution float field is 8 MiB, the reference path would hold
+    K of them; the kernel's peak memory growth must stay far below one."""
+    threads(2)
+    shape, K = (128, 128, 128), 8
+    fields, warps = _perlin_inputs(shape, K, batch=1)
+    labels = torch.empty(1, *shape, dtype=torch.uint8)
+    labels.fill_(0)  # touch the output pages before measuring
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")  # reset the peak resident set size to the current one
+    before = _peak_rss_bytes()
+    gmm_shapes(labels, fields, warps, [8, 4], [16, 8, 4], backend="cpu")
+    growth = _peak_rss_bytes() - before
+    full_field = 4 * 128 ** 3
+    assert growth < full_field / 8, f"peak RSS grew by {growth / 2**20:.1f} MiB"
+    assert int(labels.max()) < K and int(labels.min()) >= 0
