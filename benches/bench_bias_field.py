@@ -1,0 +1,26 @@
+"""Benchmark of the bias field, ours (cubic B-spline of control points) beside TorchIO's and
+MONAI's.
+
+    python benches/bench_bias_field.py                  # rasd3d; any rasd-bench argument works
+
+A thin wrapper of rasd-bench: --tools rasd torchio monai --stages bias_field.
+"""
+
+import sys
+from pathlib import Path
+
+try:
+    from rasd_bench import cli
+except ImportError:   # run from a source checkout without installing
+    sys.path[:0] = [str(Path(__file__).resolve().parents[1] / p) for p in ("python", ".")]
+    from rasd_bench import cli
+
+DEFAULTS = ["--tools", "rasd", "torchio", "monai", "--stages", "bias_field"]
+
+
+def main(argv=None) -> int:
+    return cli.main([*DEFAULTS, *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Benchmark of Philox N(0, 1) fill of an image-sized tensor (the per-voxel noise).
+
+    python benches/bench_philox_fill.py                  # rasd3d; any rasd-bench argument works
+
+A thin wrapper of rasd-bench: --tools rasd --stages philox_fill.
+"""
+
+import sys
+from pathlib import Path
+
+try:
+    from rasd_bench import cli
+except ImportError:   # run from a source checkout without installing
+    sys.path[:0] = [str(Path(__file__).resolve().parents[1] / p) for p in ("python", ".")]
+    from rasd_bench import cli
+
+DEFAULTS = ["--tools", "rasd", "--stages", "philox_fill"]
+
+
+def main(argv=None) -> int:
+    return cli.main([*DEFAULTS, *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,7 @@
+"""`python -m rasd_bench`: the rasd-bench command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())
