@@ -6,6 +6,7 @@ import os
 import runpy
 import socket
 import sys
+import time
 
 import pytest
 import torch
@@ -250,9 +251,16 @@ def _rank_main(rank, world, port, config, out_dir):
 def test_ddp_ranks_draw_disjoint_indices_covering_the_global_batch(tmp_path):
     # Plain-PyTorch model: no BatchNorm, so 2 ranks x 2 samples == 1 rank x 4 samples.
     config = tiny(tmp_path, "ddp", steps=2)
-    # fork: the children need not re-import torch (one thread each, so no OpenMP pool).
-    mp.start_processes(_rank_main, args=(2, _free_port(), config, str(tmp_path)), nprocs=2,
-                       join=True, start_method="fork")
+    # spawn, not fork: a forked child inherits the parent's OpenMP thread pool (busy after the
+    # kernel tests) and deadlocks in its first parallel region.
+    ranks = mp.start_processes(_rank_main, args=(2, _free_port(), config, str(tmp_path)),
+                               nprocs=2, join=False, start_method="spawn")
+    deadline = time.monotonic() + 300
+    while not ranks.join(timeout=5):
+        if time.monotonic() > deadline:
+            for process in ranks.processes:
+                process.kill()
+            pytest.fail("the two DDP ranks did not finish within 300 s")
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert r0["indices"] == [0, 1, 4, 5] and r1["indices"] == [2, 3, 6, 7]
     assert not set(r0["indices"]) & set(r1["indices"])
