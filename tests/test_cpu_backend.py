@@ -11,7 +11,7 @@ from rasd_kernels import backends, streams
 from rasd_kernels.ops import appearance, bias_field, gmm_shapes, philox_fill
 from rasd_kernels.params import grid_total
 
-from conftest import generator
+from conftest import KNOWN_ANSWERS, generator
 
 if backends.unavailable_reason("cpu") is not None:  # the build is part of the product
     raise RuntimeError(backends.unavailable_reason("cpu"))
@@ -19,13 +19,6 @@ if backends.unavailable_reason("cpu") is not None:  # the build is part of the p
 from rasd_kernels import _C  # noqa: E402
 from rasd_kernels.backends import cpu  # noqa: E402
 
-# Random123 known-answer vectors of Philox4x32-10: counter, key -> output.
-KNOWN_ANSWERS = [
-    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
-    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
-    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
-     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
-]
 
 
 @pytest.fixture

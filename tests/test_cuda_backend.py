@@ -33,11 +33,10 @@ from rasd_kernels.backends import cuda
 from rasd_kernels.params import grid_total, scalar_count, scalar_slices
 from rasd_kernels.reference import philox
 
-from conftest import generator
+from conftest import MAX_TIE_FRACTION, assert_labels_match, generator
 
 ROOT = Path(__file__).resolve().parent.parent
 CSRC = ROOT / "csrc"
-ref_gmm = importlib.import_module("rasd_kernels.reference.gmm_shapes")
 ref_bias = importlib.import_module("rasd_kernels.reference.bias_field")
 ref_app = importlib.import_module("rasd_kernels.reference.appearance")
 
@@ -46,7 +45,6 @@ needs_gpu = pytest.mark.skipif(not GPU, reason="needs a CUDA device")
 
 # Float tolerances against the float64 reference (the same as tests/test_<op>.py): labels may
 # differ only at near-ties, images within IMAGE_ATOL after normalisation and gamma.
-TIE_MARGIN, MAX_TIE_FRACTION = 1e-4, 1e-3
 IMAGE_ATOL, STATS_RTOL, BIAS_RTOL, NORMAL_ATOL = 2e-4, 1e-5, 1e-5, 1e-6
 
 
@@ -321,19 +319,6 @@ def blob_inputs(shape, K, warp_nodes, seed, batch=2):
     warps = 2.0 * torch.randn(batch, 1, d, grid_total(warp_nodes, d), generator=g)
     return fields, warps
 
-
-def assert_labels_match(labels, fields, warps, field_nodes, warp_nodes, mode):
-    """Equal to the reference argmax except at near-ties (few, each with a tiny margin)."""
-    scores = ref_gmm.scores(fields.cpu(), warps.cpu(), field_nodes, warp_nodes,
-                            tuple(labels.shape[1:]), mode)
-    expected = scores.argmax(1)
-    got = labels.cpu().long()
-    differ = got != expected
-    assert differ.float().mean() <= MAX_TIE_FRACTION, f"{int(differ.sum())} labels differ"
-    if differ.any():
-        best = scores.gather(1, expected.unsqueeze(1)).squeeze(1)
-        chosen = scores.gather(1, got.unsqueeze(1)).squeeze(1)
-        assert float((best - chosen)[differ].max()) < TIE_MARGIN
 
 
 def appearance_inputs(shape, K, texture, seed, sigma=None, batch=2, apps=2):

@@ -5,14 +5,8 @@ import torch
 
 from rasd_kernels.ops import gmm_shapes
 from rasd_kernels.params import blob_param_count, grid_total
-from rasd_kernels.reference import gmm_shapes as ref
 
-from conftest import generator
-
-# Labels may differ only where the two best float64 scores are closer than this (float32
-# interpolation of O(1) fields carries ~1e-6 error), and at most on this fraction of voxels.
-TIE_MARGIN = 1e-4
-MAX_TIE_FRACTION = 1e-3
+from conftest import assert_labels_match, generator
 
 CASES = [  # (shape, K, field nodes, warp nodes, mode)
     ((7, 9, 11), 3, [4, 3], [5, 3], "perlin"),
@@ -44,18 +38,6 @@ def random_inputs(shape, K, field_nodes, warp_nodes, mode, seed, batch=2):
         assert fields.shape[-1] == blob_param_count(d)
     return fields, warps
 
-
-def assert_labels_match(labels, fields, warps, field_nodes, warp_nodes, mode):
-    scores = ref.scores(fields.cpu(), warps.cpu(), field_nodes, warp_nodes,
-                        tuple(labels.shape[1:]), mode)
-    expected = scores.argmax(1)
-    got = labels.cpu().long()
-    differ = got != expected
-    assert differ.float().mean() <= MAX_TIE_FRACTION, f"{int(differ.sum())} labels differ"
-    if differ.any():
-        best = scores.gather(1, expected.unsqueeze(1)).squeeze(1)
-        chosen = scores.gather(1, got.unsqueeze(1)).squeeze(1)
-        assert float((best - chosen)[differ].max()) < TIE_MARGIN
 
 
 @pytest.mark.parametrize("case", range(len(CASES)))

@@ -13,7 +13,7 @@ import sys
 import pytest
 import torch
 
-from conftest import KERNEL_BACKENDS, generator  # first: it sets TRITON_INTERPRET
+from conftest import KERNEL_BACKENDS, KNOWN_ANSWERS, generator  # first: sets TRITON_INTERPRET
 
 import triton  # noqa: E402
 import triton.language as tl  # noqa: E402
@@ -26,13 +26,6 @@ from rasd_kernels.triton import _launch, philox  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEVICE = torch.device("cpu") if backends.interpreting_triton() else torch.device("cuda")
 
-# Random123 known-answer vectors of Philox4x32-10: counter, key -> output.
-KNOWN_ANSWERS = [
-    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
-    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
-    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
-     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
-]
 # float32 Box-Muller against float64 on identical words (as in test_philox_fill).
 NORMAL_TOL = 1e-5
 SMALL = rk.SynthesisConfig(field_nodes=(4, 3), warp_nodes=(5, 3), bias_fwhm_min=4.0,
