@@ -103,6 +103,18 @@ def markdown(records: list[dict], png: str, data: str, target: float = 5.0) -> s
     ]) + "\n"
 
 
+KEEP_MARKER = "<!-- Sections below this line are kept when plot_results.py rewrites the file. -->"
+
+
+def kept_sections(path: Path) -> str:
+    """The hand-written sections (GPU runs, other experiments) that follow KEEP_MARKER."""
+    if not path.exists():
+        return "\n" + KEEP_MARKER + "\n"
+    text = path.read_text()
+    at = text.find(KEEP_MARKER)
+    return "\n" + (text[at:] if at >= 0 else KEEP_MARKER + "\n")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("results", nargs="?", default=str(HERE / "results.jsonl"),
@@ -120,8 +132,8 @@ def main(argv=None) -> int:
     md_dir = Path(args.markdown).resolve().parent
     png = Path(args.png).resolve()
     rel_png = png.relative_to(md_dir) if png.is_relative_to(md_dir) else png
-    Path(args.markdown).write_text(markdown(records, str(rel_png), args.results,
-                                                     args.target))
+    Path(args.markdown).write_text(markdown(records, str(rel_png), args.results, args.target)
+                                   + kept_sections(Path(args.markdown)))
     print(f"wrote {args.png} and {args.markdown}")
     return 0
 

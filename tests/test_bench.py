@@ -320,3 +320,15 @@ def test_plot_and_results_markdown(records, tmp_path):
     for needed in ("rasd-bench --shape 24 24 24", "commit", "machine", "| preset |",
                    "r.png", "versions", "target 5x over every other full pipeline"):
         assert needed in text
+
+
+def test_results_markdown_keeps_the_hand_written_sections(records, tmp_path):
+    data = tmp_path / "r.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    script = load_script("plot_results")
+    md = tmp_path / "R.md"
+    md.write_text("old table\n\n" + script.KEEP_MARKER + "\n## GPU\nH100, 2026-11-28: 123\n")
+    assert script.main([str(data), "--png", str(tmp_path / "r.png"), "--markdown", str(md)]) == 0
+    text = md.read_text()
+    assert "old table" not in text and "| preset |" in text
+    assert text.endswith(script.KEEP_MARKER + "\n## GPU\nH100, 2026-11-28: 123\n")
