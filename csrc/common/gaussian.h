@@ -18,6 +18,12 @@ RASD_HD int gaussian_radius(float sigma) {
   return r < 0.0 ? 0 : (r > 1e6 ? 1000000 : int(r));
 }
 
+// The unnormalised tap at offset i: exp(-i^2 / (2 sigma^2)).
+RASD_HD double gaussian_weight(int i, float sigma) {
+  const double z = double(i) / double(sigma);
+  return exp(-0.5 * z * z);
+}
+
 // taps[0 .. 2r] for offsets -r .. r; returns r (the caller made sure r <= MAX_BLUR_RADIUS).
 RASD_HD int gaussian_taps(float sigma, float taps[MAX_BLUR_TAPS]) {
   const int r = gaussian_radius(sigma);
@@ -28,8 +34,7 @@ RASD_HD int gaussian_taps(float sigma, float taps[MAX_BLUR_TAPS]) {
   double w[MAX_BLUR_TAPS];
   double sum = 0.0;
   for (int i = -r; i <= r; ++i) {
-    const double z = double(i) / double(sigma);
-    w[i + r] = exp(-0.5 * z * z);
+    w[i + r] = gaussian_weight(i, sigma);
     sum += w[i + r];
   }
   for (int i = 0; i <= 2 * r; ++i) taps[i] = float(w[i] / sum);

@@ -39,6 +39,31 @@ RASD_HD AxisLerp axis_lerp_voxel(int p, int size, int nodes) {
 
 RASD_HD float lerp(float a, float b, float f) { return a + f * (b - a); }
 
+// (n - 1) / (N - 1): the cell fraction per voxel of n nodes over N voxels, rounded once from
+// double so that every backend gets the same float.
+RASD_HD float node_scale(int nodes, int size) {
+  return float(double(nodes - 1) / double(size - 1));
+}
+
+// A line of nodes (a grid contracted to one axis) at cell i0, fraction f.
+RASD_HD float line_lerp(const float* RASD_RESTRICT line, int i0, float f) {
+  return lerp(line[i0], line[i0 + 1], f);  // int indices: 32-bit gathers in SIMD loops
+}
+
+// Node j along W of an n^DIM grid (C order) contracted over the cell (cz, cy) of a row: a
+// row's warp line, from which every voxel of the row needs one lerp (cz unused in 2D).
+template <int DIM>
+RASD_HD float contract_node(const float* RASD_RESTRICT grid, int n, AxisLerp cz, AxisLerp cy,
+                            int j) {
+  if (DIM == 3) {
+    const float* g00 = grid + (cz.i0 * n + cy.i0) * n + j;
+    const float* g10 = g00 + n * n;
+    return lerp(lerp(g00[0], g00[n], cy.f), lerp(g10[0], g10[n], cy.f), cz.f);
+  }
+  const float* g0 = grid + cy.i0 * n + j;
+  return lerp(g0[0], g0[n], cy.f);
+}
+
 // Trilinear interpolation of one n^3 grid (C order) in cell (iz, iy, ix) at fractions
 // (fz, fy, fx). Scalars rather than AxisLerp arguments: GCC does not vectorise the gathers
 // below when the cells arrive as structs.
@@ -58,6 +83,23 @@ RASD_HD float bilinear(const float* RASD_RESTRICT g, int n, int iy, int ix, floa
                        float fx) {
   const int i = iy * n + ix;
   return lerp(lerp(g[i], g[i + 1], fx), lerp(g[i + n], g[i + n + 1], fx), fy);
+}
+
+// One n^3 grid at a position already inside the volume (q* in [0, N - 1]); s* are the
+// node_scale of each axis.
+RASD_HD float sample_grid3(const float* RASD_RESTRICT g, int n, float qz, float qy, float qx,
+                           float sz, float sy, float sx) {
+  const AxisLerp cz = axis_lerp(qz, 3.0e38f, sz, n);
+  const AxisLerp cy = axis_lerp(qy, 3.0e38f, sy, n);
+  const AxisLerp cx = axis_lerp(qx, 3.0e38f, sx, n);
+  return trilinear(g, n, cz.i0, cy.i0, cx.i0, cz.f, cy.f, cx.f);
+}
+
+RASD_HD float sample_grid2(const float* RASD_RESTRICT g, int n, float qy, float qx, float sy,
+                           float sx) {
+  const AxisLerp cy = axis_lerp(qy, 3.0e38f, sy, n);
+  const AxisLerp cx = axis_lerp(qx, 3.0e38f, sx, n);
+  return bilinear(g, n, cy.i0, cx.i0, cy.f, cx.f);
 }
 
 // Cubic B-spline: the lattice cell of a voxel coordinate and the weights of its four nodes

@@ -51,6 +51,9 @@ RASD_HD float sqrt_f(float x) {
 #endif
 }
 
+// |x| as the backends' max|x| reductions take it (-0 stays -0).
+RASD_HD float abs_f(float x) { return x < 0.0f ? -x : x; }
+
 // Natural log of a positive normal float. The mantissa is reduced to [sqrt(1/2), sqrt(2))
 // so that the polynomial argument x = m - 1 is exact and small (good relative accuracy next
 // to 1, which Box-Muller needs for uniforms close to 1).

@@ -68,25 +68,38 @@ RASD_HD void box_muller(uint32_t a, uint32_t b, float& even, float& odd) {
   odd = radius * s;
 }
 
-// All four normals of one block.
-RASD_HD void normal_block(const PhiloxStream& s, uint32_t block, float out[4]) {
-  uint32_t r[4];
-  philox_block(s, block, r);
+// The four uniforms / normals of one block's words r.
+RASD_HD void uniforms_of_words(const uint32_t r[4], float out[4]) {
+  for (int i = 0; i < 4; ++i) out[i] = word_to_uniform(r[i]);
+}
+
+RASD_HD void normals_of_words(const uint32_t r[4], float out[4]) {
   box_muller(r[0], r[1], out[0], out[1]);
   box_muller(r[2], r[3], out[2], out[3]);
 }
 
-// Single elements (tails and scalar code paths).
+// All four normals of one block.
+RASD_HD void normal_block(const PhiloxStream& s, uint32_t block, float out[4]) {
+  uint32_t r[4];
+  philox_block(s, block, r);
+  normals_of_words(r, out);
+}
+
+// Single elements (scattered reads such as per-voxel noise where only some voxels need it).
 RASD_HD float uniform_element(const PhiloxStream& s, uint64_t e) {
   uint32_t r[4];
   philox_block(s, uint32_t(e >> 2), r);
   return word_to_uniform(r[e & 3]);
 }
 
+// Only the Box-Muller pair holding e is computed (half of normal_block's work).
 RASD_HD float normal_element(const PhiloxStream& s, uint64_t e) {
-  float n[4];
-  normal_block(s, uint32_t(e >> 2), n);
-  return n[e & 3];
+  uint32_t r[4];
+  philox_block(s, uint32_t(e >> 2), r);
+  const bool second = (e & 2u) != 0u;
+  float even, odd;
+  box_muller(second ? r[2] : r[0], second ? r[3] : r[1], even, odd);
+  return (e & 1u) ? odd : even;
 }
 
 }  // namespace rasd

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "../common/appearance.h"
 #include "../common/gaussian.h"
 #include "../common/layout.h"
 #include "../common/mathf.h"
@@ -31,7 +32,7 @@ struct Pair {  // one (sample, appearance)
   int radius[3];        // blur radius along D, H, W (D unused in 2D)
   float taps[3][MAX_BLUR_TAPS];
   PhiloxStream texture_noise, image_noise;
-  uint64_t element0;    // a * voxels: first noise element of this appearance
+  uint64_t app;         // a: which noise elements are this appearance's
 };
 
 // mean[y] and std[y] of one row. A scalar loop on purpose: per-lane table lookups vectorise
@@ -39,9 +40,9 @@ struct Pair {  // one (sample, appearance)
 void label_lookup(const uint8_t* RASD_RESTRICT y, const float* RASD_RESTRICT ls, int K, int W,
                   bool texture, float* RASD_RESTRICT mean, float* RASD_RESTRICT sd) {
   for (int i = 0; i < W; ++i) {
-    const int k = min_of(int(y[i]), K - 1);
-    mean[i] = ls[2 * k];
-    if (texture) sd[i] = ls[2 * k + 1];
+    const int k = label_stats_offset(int(y[i]), K);
+    mean[i] = ls[k + layout::LABEL_MEAN];
+    if (texture) sd[i] = ls[k + layout::LABEL_STD];
   }
 }
 
@@ -54,16 +55,16 @@ float intensity_row(const float* RASD_RESTRICT mean, const float* RASD_RESTRICT 
   if (n != nullptr) {
 #pragma omp simd reduction(max : top)
     for (int i = 0; i < W; ++i) {
-      const float v = (mean[i] + sd[i] * n[i]) * exp_f(psi[i]);
+      const float v = apply_bias(texture_value(mean[i], sd[i], n[i]), psi[i]);
       x[i] = v;
-      top = max_of(top, v < 0.0f ? -v : v);
+      top = max_of(top, abs_f(v));
     }
   } else {
 #pragma omp simd reduction(max : top)
     for (int i = 0; i < W; ++i) {
-      const float v = mean[i] * exp_f(psi[i]);
+      const float v = apply_bias(mean[i], psi[i]);
       x[i] = v;
-      top = max_of(top, v < 0.0f ? -v : v);
+      top = max_of(top, abs_f(v));
     }
   }
   return top;
@@ -74,7 +75,7 @@ RASD_CPU_CLONES
 void add_noise_padded(const float* RASD_RESTRICT x, const float* RASD_RESTRICT n, float scale,
                       int W, int r, float* RASD_RESTRICT line) {
 #pragma omp simd
-  for (int i = 0; i < W; ++i) line[r + i] = x[i] + scale * n[i];
+  for (int i = 0; i < W; ++i) line[r + i] = add_image_noise(x[i], scale, n[i]);
   for (int i = 0; i < r; ++i) {
     line[i] = line[r];
     line[r + W + i] = line[r + W - 1];
@@ -138,9 +139,9 @@ void blur_columns(float* RASD_RESTRICT base, int L, int64_t stride, int cols,
 }
 
 RASD_CPU_CLONES
-void normalise_row(float* RASD_RESTRICT x, int W, float lo, float inv, float gamma) {
+void normalise_row(float* RASD_RESTRICT x, int W, float lo, float factor, float gamma) {
 #pragma omp simd
-  for (int i = 0; i < W; ++i) x[i] = pow_unit((x[i] - lo) * inv, gamma);
+  for (int i = 0; i < W; ++i) x[i] = normalise(x[i], lo, factor, gamma);
 }
 
 }  // namespace
@@ -165,7 +166,8 @@ void appearance(float* image, const uint8_t* labels, const float* label_stats,
     Pair& q = pair[size_t(p)];
     q.stats = label_stats + p * K * layout::LABEL_STATS;
     q.texture = false;
-    for (int k = 0; k < K; ++k) q.texture |= q.stats[2 * k + layout::LABEL_STD] != 0.0f;
+    for (int k = 0; k < K; ++k)
+      q.texture |= q.stats[label_stats_offset(k, K) + layout::LABEL_STD] != 0.0f;
     q.noise_std = s[layout::noise_std(d)];
     q.gamma = s[layout::gamma(d)];
     q.radius[0] = 0;
@@ -181,7 +183,7 @@ void appearance(float* image, const uint8_t* labels, const float* label_stats,
     const uint64_t sample = uint64_t(sample_index[b]);
     q.texture_noise = philox_stream(seed, sample, streams::TEXTURE_NOISE);
     q.image_noise = philox_stream(seed, sample, streams::IMAGE_NOISE);
-    q.element0 = uint64_t(a) * uint64_t(V);
+    q.app = uint64_t(a);
     bias.emplace_back(ext, bias_nodes, bias_coef + p * lattice, s);
   }
   begin_call();
@@ -197,7 +199,7 @@ void appearance(float* image, const uint8_t* labels, const float* label_stats,
     float* noise = buf + 3 * W;
     bias[size_t(p)].row(int(r / ext.H), int(r % ext.H), psi);
     label_lookup(labels + (p / apps) * V + r * W, q.stats, K, W, q.texture, mean, sd);
-    if (q.texture) normal_range(q.texture_noise, q.element0 + r * W, W, noise);
+    if (q.texture) normal_range(q.texture_noise, voxel_noise_element(q.app, V, r * W), W, noise);
     row_top[size_t(unit)] = intensity_row(mean, q.texture ? sd : nullptr,
                                           q.texture ? noise : nullptr, psi, W,
                                           image + p * V + r * W);
@@ -232,9 +234,9 @@ void appearance(float* image, const uint8_t* labels, const float* label_stats,
     float* x = image + p * V + r * W;
     float* noise = buf;
     float* line = buf + W;
-    normal_range(q.image_noise, q.element0 + r * W, W, noise);
+    normal_range(q.image_noise, voxel_noise_element(q.app, V, r * W), W, noise);
     const int rw = q.radius[2];
-    add_noise_padded(x, noise, q.noise_std * top[size_t(p)], W, rw, line);
+    add_noise_padded(x, noise, noise_scale(q.noise_std, top[size_t(p)]), W, rw, line);
     convolve_line(line, q.taps[2], rw, W, x);
     if (last_pass(q) == 2) min_max(x, W, unit_lo[size_t(unit)], unit_hi[size_t(unit)]);
   });
@@ -271,9 +273,8 @@ void appearance(float* image, const uint8_t* labels, const float* label_stats,
   parallel_for(pairs * rows, 0, [&](int64_t unit, float*) {
     const int64_t p = unit / rows, r = unit % rows;
     const Pair& q = pair[size_t(p)];
-    const float inv = float(1.0 / (double(hi[size_t(p)]) - double(lo[size_t(p)]) +
-                                   layout::NORMALISE_EPS));
-    normalise_row(image + p * V + r * W, W, lo[size_t(p)], inv, q.gamma);
+    normalise_row(image + p * V + r * W, W, lo[size_t(p)],
+                  normalise_factor(lo[size_t(p)], hi[size_t(p)]), q.gamma);
   });
 
   for (int64_t p = 0; p < pairs; ++p) {

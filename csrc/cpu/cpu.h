@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "../common/bias_field.h"
 #include "../common/defs.h"
 #include "../common/philox.h"
 
@@ -94,9 +95,9 @@ void appearance(float* image, const uint8_t* labels, const float* label_stats,
 
 // ---- the bias spline, shared by bias_field and appearance (bias_field.cpp) ---------------
 
-// The log-bias psi of one (sample, appearance), evaluated one row at a time: the 4^d
-// B-spline taps are separable, so a row only needs the lattice contracted over D and H once
-// (a line of nW coefficients) and then 4 taps along W per voxel.
+// The log-bias psi of one (sample, appearance), evaluated one row at a time from the row's
+// bias line (csrc/common/bias_field.h). Along W the spline weights of every column and the
+// runs of columns sharing a lattice cell are precomputed, so a voxel costs 4 multiply-adds.
 class BiasRows {
  public:
   // coef [*nodes] of one (sample, appearance); scalars start with spacing (d), offset (d).
@@ -107,9 +108,7 @@ class BiasRows {
 
  private:
   Extent ext_;
-  int nD_, nH_, nW_;
-  const float* coef_;
-  float inv_spacing_[3], offset_[3];
+  BiasLattice lattice_;
   // Per column: the four W taps, [4][W].
   std::vector<float> wx_;
   // Runs of columns in the same lattice cell: [run_start_[j], run_start_[j + 1]) uses

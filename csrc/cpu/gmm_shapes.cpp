@@ -8,6 +8,7 @@
 #include <atomic>
 #include <stdexcept>
 
+#include "../common/gmm_shapes.h"
 #include "../common/interp.h"
 #include "../common/layout.h"
 #include "cpu.h"
@@ -25,7 +26,7 @@ RASD_CPU_CLONES
 void add_line(const float* RASD_RESTRICT line, const int* RASD_RESTRICT i0,
               const float* RASD_RESTRICT f, int W, float* RASD_RESTRICT u) {
 #pragma omp simd
-  for (int x = 0; x < W; ++x) u[x] += lerp(line[i0[x]], line[i0[x] + 1], f[x]);
+  for (int x = 0; x < W; ++x) u[x] += line_lerp(line, i0[x], f[x]);
 }
 
 // Displacement rows u[c][x] of one warp [DIM, total] at row (z, y).
@@ -50,9 +51,9 @@ void clamp_positions3(float* RASD_RESTRICT qz, float* RASD_RESTRICT qy,
                       float* RASD_RESTRICT qx, int z, int y, int D, int H, int W) {
 #pragma omp simd
   for (int x = 0; x < W; ++x) {
-    qz[x] = clamp_to(float(z) + qz[x], 0.0f, float(D - 1));
-    qy[x] = clamp_to(float(y) + qy[x], 0.0f, float(H - 1));
-    qx[x] = clamp_to(float(x) + qx[x], 0.0f, float(W - 1));
+    qz[x] = warped_coordinate(float(z), qz[x], D);
+    qy[x] = warped_coordinate(float(y), qy[x], H);
+    qx[x] = warped_coordinate(float(x), qx[x], W);
   }
 }
 
@@ -60,8 +61,8 @@ RASD_CPU_CLONES
 void clamp_positions2(float* RASD_RESTRICT qy, float* RASD_RESTRICT qx, int y, int H, int W) {
 #pragma omp simd
   for (int x = 0; x < W; ++x) {
-    qy[x] = clamp_to(float(y) + qy[x], 0.0f, float(H - 1));
-    qx[x] = clamp_to(float(x) + qx[x], 0.0f, float(W - 1));
+    qy[x] = warped_coordinate(float(y), qy[x], H);
+    qx[x] = warped_coordinate(float(x), qx[x], W);
   }
 }
 
@@ -71,12 +72,7 @@ void field_scale3(const float* RASD_RESTRICT grid, int n, const float* RASD_REST
                   const float* RASD_RESTRICT qy, const float* RASD_RESTRICT qx, float sz,
                   float sy, float sx, int W, float* RASD_RESTRICT acc) {
 #pragma omp simd
-  for (int x = 0; x < W; ++x) {
-    const AxisLerp cz = axis_lerp(qz[x], 3.0e38f, sz, n);
-    const AxisLerp cy = axis_lerp(qy[x], 3.0e38f, sy, n);
-    const AxisLerp cx = axis_lerp(qx[x], 3.0e38f, sx, n);
-    acc[x] += trilinear(grid, n, cz.i0, cy.i0, cx.i0, cz.f, cy.f, cx.f);
-  }
+  for (int x = 0; x < W; ++x) acc[x] += sample_grid3(grid, n, qz[x], qy[x], qx[x], sz, sy, sx);
 }
 
 RASD_CPU_CLONES
@@ -84,11 +80,7 @@ void field_scale2(const float* RASD_RESTRICT grid, int n, const float* RASD_REST
                   const float* RASD_RESTRICT qx, float sy, float sx, int W,
                   float* RASD_RESTRICT acc) {
 #pragma omp simd
-  for (int x = 0; x < W; ++x) {
-    const AxisLerp cy = axis_lerp(qy[x], 3.0e38f, sy, n);
-    const AxisLerp cx = axis_lerp(qx[x], 3.0e38f, sx, n);
-    acc[x] += bilinear(grid, n, cy.i0, cx.i0, cy.f, cx.f);
-  }
+  for (int x = 0; x < W; ++x) acc[x] += sample_grid2(grid, n, qy[x], qx[x], sy, sx);
 }
 
 // Running argmax: ties keep the lower label (strict comparison).
@@ -109,8 +101,6 @@ void argmax_update(const float* RASD_RESTRICT score, int k, int W, float* RASD_R
     label[x] = better ? uint8_t(k) : label[x];
   }
 }
-
-float node_scale(int nodes, int size) { return float(double(nodes - 1) / double(size - 1)); }
 
 template <int DIM>
 void perlin_row(const Problem& pb, int64_t b, int z, int y, uint8_t* label, float* scratch) {
@@ -147,35 +137,21 @@ void perlin_row(const Problem& pb, int64_t b, int z, int y, uint8_t* label, floa
   }
 }
 
-// score_k = log w_k - 0.5 v^T A_k v, v = q - centre_k (q not clamped).
+// score[x] of one label's blob at the warped positions (z, y, x) + u[c][x] (not clamped).
 RASD_CPU_CLONES
-void blob_score3(const float* RASD_RESTRICT p, const float* RASD_RESTRICT qz,
-                 const float* RASD_RESTRICT qy, const float* RASD_RESTRICT qx, int z, int y,
-                 int W, float* RASD_RESTRICT score) {
-  const float* a = p + layout::blob_precision(3);  // a00 a01 a02 a11 a12 a22
-  const float lw = p[layout::blob_log_weight(3)];
+void blob_row3(const float* RASD_RESTRICT p, const float* RASD_RESTRICT uz,
+               const float* RASD_RESTRICT uy, const float* RASD_RESTRICT ux, int z, int y, int W,
+               float* RASD_RESTRICT score) {
 #pragma omp simd
-  for (int x = 0; x < W; ++x) {
-    const float v0 = float(z) + qz[x] - p[0];
-    const float v1 = float(y) + qy[x] - p[1];
-    const float v2 = float(x) + qx[x] - p[2];
-    const float quad = a[0] * v0 * v0 + a[3] * v1 * v1 + a[5] * v2 * v2 +
-                       2.0f * (a[1] * v0 * v1 + a[2] * v0 * v2 + a[4] * v1 * v2);
-    score[x] = lw - 0.5f * quad;
-  }
+  for (int x = 0; x < W; ++x)
+    score[x] = blob_score3(p, float(z) + uz[x], float(y) + uy[x], float(x) + ux[x]);
 }
 
 RASD_CPU_CLONES
-void blob_score2(const float* RASD_RESTRICT p, const float* RASD_RESTRICT qy,
-                 const float* RASD_RESTRICT qx, int y, int W, float* RASD_RESTRICT score) {
-  const float* a = p + layout::blob_precision(2);  // a00 a01 a11
-  const float lw = p[layout::blob_log_weight(2)];
+void blob_row2(const float* RASD_RESTRICT p, const float* RASD_RESTRICT uy,
+               const float* RASD_RESTRICT ux, int y, int W, float* RASD_RESTRICT score) {
 #pragma omp simd
-  for (int x = 0; x < W; ++x) {
-    const float v0 = float(y) + qy[x] - p[0];
-    const float v1 = float(x) + qx[x] - p[1];
-    score[x] = lw - 0.5f * (a[0] * v0 * v0 + a[2] * v1 * v1 + 2.0f * a[1] * v0 * v1);
-  }
+  for (int x = 0; x < W; ++x) score[x] = blob_score2(p, float(y) + uy[x], float(x) + ux[x]);
 }
 
 template <int DIM>
@@ -190,9 +166,9 @@ void blobs_row(const Problem& pb, int64_t b, int z, int y, uint8_t* label, float
   for (int k = 0; k < pb.K; ++k) {
     const float* p = pb.fields + (b * pb.K + k) * np;
     if (DIM == 3) {
-      blob_score3(p, u, u + W, u + 2 * W, z, y, W, score);
+      blob_row3(p, u, u + W, u + 2 * W, z, y, W, score);
     } else {
-      blob_score2(p, u, u + W, y, W, score);
+      blob_row2(p, u, u + W, y, W, score);
     }
     argmax_update(score, k, W, best, label);
   }
@@ -224,7 +200,7 @@ UnionIntervals::UnionIntervals(int W, const Grids& g) {
   segment.resize(size_t(stride) * S);
   frac0.resize(size_t(stride) * S);
   slope.resize(S);
-  for (int s = 0; s < S; ++s) slope[s] = float(double(g.nodes[s] - 1) / (W - 1));
+  for (int s = 0; s < S; ++s) slope[s] = node_scale(g.nodes[s], W);
   for (int slot = 0; slot < stride; ++slot) {
     const int j = min_of(slot, count - 1);
     // The cell of each scale is the one holding the interval's midpoint.

@@ -89,20 +89,8 @@ struct Problem {
 template <int DIM>
 void contract(const float* RASD_RESTRICT grid, int n, AxisLerp cz, AxisLerp cy,
               float* RASD_RESTRICT line) {
-  if (DIM == 3) {
-    const float* g00 = grid + (size_t(cz.i0) * n + cy.i0) * n;
-    const float* g01 = g00 + n;
-    const float* g10 = g00 + size_t(n) * n;
-    const float* g11 = g10 + n;
 #pragma omp simd
-    for (int j = 0; j < n; ++j)
-      line[j] = lerp(lerp(g00[j], g01[j], cy.f), lerp(g10[j], g11[j], cy.f), cz.f);
-  } else {
-    const float* g0 = grid + size_t(cy.i0) * n;
-    const float* g1 = g0 + n;
-#pragma omp simd
-    for (int j = 0; j < n; ++j) line[j] = lerp(g0[j], g1[j], cy.f);
-  }
+  for (int j = 0; j < n; ++j) line[j] = contract_node<DIM>(grid, n, cz, cy, j);
 }
 
 // The AVX-512 row kernel of the perlin mode; false when this CPU or these grid sizes are not

@@ -146,9 +146,9 @@ void row_kernel(const Problem& pb, int64_t b, int z, int y, uint8_t* label, floa
   float scales[MAX_SCALES][3];
   for (int s = 0; s < pb.fg.count; ++s) {
     const int n = pb.fg.nodes[s];
-    scales[s][0] = DIM == 3 ? float(double(n - 1) / double(e.D - 1)) : 0.0f;
-    scales[s][1] = float(double(n - 1) / double(e.H - 1));
-    scales[s][2] = float(double(n - 1) / double(W - 1));
+    scales[s][0] = DIM == 3 ? node_scale(n, e.D) : 0.0f;
+    scales[s][1] = node_scale(n, e.H);
+    scales[s][2] = node_scale(n, W);
   }
   const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512 pz = _mm512_set1_ps(float(z)), py = _mm512_set1_ps(float(y));

@@ -9,9 +9,11 @@
 //   normalise  x = ((x - lo) / (hi - lo + 1e-6)) ^ gamma
 // min / max are taken (atomics on stats[p][1:3]) by the last pass whose blur radius is not 0,
 // or by noise_w when every other radius is 0, as in csrc/cpu/appearance.cpp; a pass with
-// radius 0 is skipped. The arithmetic follows the CPU backend operation for operation.
+// radius 0 is skipped. The per-voxel math is the CPU backend's, from the same functions
+// (csrc/common/appearance.h, bias_field.h, gaussian.h, philox.h).
+#include "common/appearance.h"
+#include "common/bias_field.h"
 #include "common/gaussian.h"
-#include "common/interp.h"
 #include "common/layout.h"
 #include "common/mathf.h"
 #include "common/philox.h"
@@ -21,25 +23,16 @@
 namespace rasd {
 namespace cuda {
 
-// Normal element e of a stream: the Box-Muller pair of e only (half of normal_element's work).
-__device__ __forceinline__ float normal_at(const PhiloxStream& s, unsigned long long e) {
-  uint32_t r[4];
-  philox_block(s, uint32_t(e >> 2), r);
-  const bool second = (e & 2ull) != 0ull;
-  float even, odd;
-  box_muller(second ? r[2] : r[0], second ? r[3] : r[1], even, odd);
-  return (e & 1ull) ? odd : even;
-}
-
-// Intensity of one voxel before noise: label statistics ls [K][2] (mean, texture std).
+// Intensity of one voxel before noise: label statistics ls [K][2] (mean, texture std). The
+// texture noise is drawn only where the std is not 0.
 __device__ __forceinline__ float intensity(const float* ls, int K, int label,
                                            const PhiloxStream& texture,
                                            unsigned long long element, float psi) {
-  const int k = min_of(label, K - 1);
-  float v = ls[layout::LABEL_STATS * k + layout::LABEL_MEAN];
-  const float sd = ls[layout::LABEL_STATS * k + layout::LABEL_STD];
-  if (sd != 0.0f) v += sd * normal_at(texture, element);
-  return v * exp_f(psi);
+  const int k = label_stats_offset(label, K);
+  const float mean = ls[k + layout::LABEL_MEAN];
+  const float sd = ls[k + layout::LABEL_STD];
+  const float v = sd != 0.0f ? texture_value(mean, sd, normal_element(texture, element)) : mean;
+  return apply_bias(v, psi);
 }
 
 // The blur of one axis of one pair, set up by thread 0 in shared memory. Radii above
@@ -59,16 +52,12 @@ __device__ __forceinline__ void blur_setup(Blur& b, float sigma) {
     return;
   }
   b.sum = 0.0;
-  for (int i = -b.radius; i <= b.radius; ++i) {
-    const double z = double(i) / double(sigma);
-    b.sum += exp(-0.5 * z * z);
-  }
+  for (int i = -b.radius; i <= b.radius; ++i) b.sum += gaussian_weight(i, sigma);
 }
 
 __device__ __forceinline__ float blur_tap(const Blur& b, int j) {
   if (b.radius <= MAX_BLUR_RADIUS) return b.taps[j];
-  const double z = double(j - b.radius) / double(b.sigma);
-  return float(exp(-0.5 * z * z) / b.sum);
+  return float(gaussian_weight(j - b.radius, b.sigma) / b.sum);
 }
 
 // out = sum_j taps[j] line[clamp(i + j - r)]: one output of an edge-replicated convolution
@@ -134,7 +123,7 @@ __device__ __forceinline__ PairView<DIM> pair_view(const Pairs& P, long long p) 
   v.scalars = P.scalars + p * layout::scalar_count(DIM);
   v.stats = P.stats + p * layout::STAT_COUNT;
   const long long lattice = (long long)(DIM == 3 ? P.nz : 1) * P.ny * P.nx;
-  v.bias = bias_lattice<DIM>(P.coef + p * lattice, P.nz, P.ny, P.nx, v.scalars);
+  v.bias = bias_lattice(DIM, P.coef + p * lattice, P.nz, P.ny, P.nx, v.scalars);
   return v;
 }
 
@@ -147,7 +136,6 @@ __device__ void max_abs(const Pairs& P, int rows_per_block) {
     const PairView<DIM> v = pair_view<DIM>(P, p);
     const PhiloxStream texture =
         philox_stream(P.seed, (unsigned long long)P.sample_index[v.b], streams::TEXTURE_NOISE);
-    const unsigned long long element0 = (unsigned long long)v.a * v.voxels;
     float top = 0.0f;
     for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
       const long long row0 = tile * rows_per_block;
@@ -158,9 +146,10 @@ __device__ void max_abs(const Pairs& P, int rows_per_block) {
       const long long first = row0 * P.size_x;
       for (int i = threadIdx.x; i < rows * P.size_x; i += blockDim.x) {
         const int r = i / P.size_x, col = i - r * P.size_x;
-        const float x = intensity(v.ls, P.K, v.labels[first + i], texture, element0 + first + i,
+        const float x = intensity(v.ls, P.K, v.labels[first + i], texture,
+                                  voxel_noise_element(v.a, v.voxels, first + i),
                                   bias_at(v.bias, lines + r * P.nx, col));
-        top = max_of(top, x < 0.0f ? -x : x);
+        top = max_of(top, abs_f(x));
       }
     }
     float unused = 0.0f;
@@ -183,8 +172,8 @@ __device__ void noise_blur_w(const Pairs& P, float* image, int rows_per_block) {
     const unsigned long long sample = (unsigned long long)P.sample_index[v.b];
     const PhiloxStream texture = philox_stream(P.seed, sample, streams::TEXTURE_NOISE);
     const PhiloxStream noise = philox_stream(P.seed, sample, streams::IMAGE_NOISE);
-    const unsigned long long element0 = (unsigned long long)v.a * v.voxels;
-    const float scale = v.scalars[layout::noise_std(DIM)] * v.stats[layout::STAT_MAX_ABS];
+    const float scale = noise_scale(v.scalars[layout::noise_std(DIM)],
+                                    v.stats[layout::STAT_MAX_ABS]);
     float* image_p = image + p * v.voxels;
     __syncthreads();  // the previous pair's blur is no longer read
     if (threadIdx.x == 0) {
@@ -203,18 +192,19 @@ __device__ void noise_blur_w(const Pairs& P, float* image, int rows_per_block) {
       __syncthreads();
       for (int i = threadIdx.x; i < count; i += blockDim.x) {
         const int r = i / P.size_x, col = i - r * P.size_x;
-        tile_x[i] = intensity(v.ls, P.K, v.labels[first + i], texture, element0 + first + i,
+        tile_x[i] = intensity(v.ls, P.K, v.labels[first + i], texture,
+                              voxel_noise_element(v.a, v.voxels, first + i),
                               bias_at(v.bias, lines + r * P.nx, col));
       }
       __syncthreads();
       // The tile is one contiguous range of noise elements: one Philox call per block of 4.
-      const unsigned long long e0 = element0 + first, e1 = e0 + count;
+      const unsigned long long e0 = voxel_noise_element(v.a, v.voxels, first), e1 = e0 + count;
       for (unsigned long long j = (e0 >> 2) + threadIdx.x; j <= (e1 - 1) >> 2; j += blockDim.x) {
         float n[4];
         normal_block(noise, uint32_t(j), n);
         for (int q = 0; q < 4; ++q) {
           const unsigned long long e = 4 * j + q;
-          if (e >= e0 && e < e1) tile_x[e - e0] = tile_x[e - e0] + scale * n[q];
+          if (e >= e0 && e < e1) tile_x[e - e0] = add_image_noise(tile_x[e - e0], scale, n[q]);
         }
       }
       __syncthreads();
@@ -333,7 +323,7 @@ extern "C" __global__ void rasd_appearance_init(float* __restrict__ stats, long 
 RASD_APPEARANCE_ROW_PASSES(2)
 RASD_APPEARANCE_ROW_PASSES(3)
 
-// x = ((x - lo) * inv) ^ gamma with inv = 1 / (hi - lo + 1e-6) rounded once from double.
+// x = ((x - lo) / (hi - lo + 1e-6)) ^ gamma (csrc/common/appearance.h).
 extern "C" __global__ void rasd_appearance_normalise(float* __restrict__ image,
                                                      const float* __restrict__ scalars,
                                                      const float* __restrict__ stats,
@@ -343,12 +333,12 @@ extern "C" __global__ void rasd_appearance_normalise(float* __restrict__ image,
   for (long long p = blockIdx.y; p < pairs; p += gridDim.y) {
     const float lo = stats[p * layout::STAT_COUNT + layout::STAT_LO];
     const float hi = stats[p * layout::STAT_COUNT + layout::STAT_HI];
-    const float inv = float(1.0 / (double(hi) - double(lo) + layout::NORMALISE_EPS));
+    const float factor = normalise_factor(lo, hi);
     const float gamma = scalars[p * scalar_count + gamma_index];
     float* x = image + p * voxels;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < voxels;
          i += (long long)gridDim.x * blockDim.x)
-      x[i] = pow_unit((x[i] - lo) * inv, gamma);
+      x[i] = normalise(x[i], lo, factor, gamma);
   }
 }
 

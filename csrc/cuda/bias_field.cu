@@ -1,11 +1,11 @@
 // bias_field: image *= exp(psi), psi the cubic B-spline of the coarse lattice coef.
 //
 // A block owns `rows_per_block` consecutive rows (lines along W) of one (sample, appearance):
-// it contracts the lattice over each row's (z, y) cell into a line of nx coefficients in
-// shared memory (csrc/cuda/device.cuh, the same arithmetic as the CPU backend's BiasRows),
-// then every voxel takes 4 taps of its line. Memory-bound: one read and one write per voxel.
-#include "common/interp.h"
-#include "common/mathf.h"
+// it contracts the lattice over each row's (z, y) cell into a bias line of nx coefficients in
+// shared memory, then every voxel takes 4 taps of its line (the per-voxel math of
+// csrc/common/bias_field.h, which the CPU backend runs too). Memory-bound: one read and one
+// write per voxel.
+#include "common/bias_field.h"
 #include "cuda/device.cuh"
 
 namespace rasd {
@@ -22,7 +22,7 @@ __device__ void bias_field(float* image, const float* coef, const float* scalars
   const long long tiles = (rows_total + rows_per_block - 1) / rows_per_block;
   for (long long p = blockIdx.y; p < pairs; p += gridDim.y) {
     const BiasLattice lat =
-        bias_lattice<DIM>(coef + p * lattice, nz, ny, nx, scalars + p * scalar_stride);
+        bias_lattice(DIM, coef + p * lattice, nz, ny, nx, scalars + p * scalar_stride);
     for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
       const long long row0 = tile * rows_per_block;
       const int rows = int(min_of((long long)rows_per_block, rows_total - row0));
@@ -32,7 +32,7 @@ __device__ void bias_field(float* image, const float* coef, const float* scalars
       float* x = image + p * voxels + row0 * size_x;
       for (int i = threadIdx.x; i < rows * size_x; i += blockDim.x) {
         const int r = i / size_x, col = i - r * size_x;
-        x[i] *= exp_f(bias_at(lat, lines + r * nx, col));
+        x[i] = apply_bias(x[i], bias_at(lat, lines + r * nx, col));
       }
     }
   }

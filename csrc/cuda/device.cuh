@@ -7,6 +7,7 @@
 // __syncthreads().
 #pragma once
 
+#include "common/bias_field.h"
 #include "common/defs.h"
 #include "common/interp.h"
 #include "common/mathf.h"
@@ -49,11 +50,6 @@ __device__ __forceinline__ Scales unpack_scales(unsigned long long packed, int d
     s.line += n;
   }
   return s;
-}
-
-// (n - 1) / (N - 1) rounded once from double, as the CPU backend computes it.
-__device__ __forceinline__ float node_scale(int nodes, int size) {
-  return float(double(nodes - 1) / double(size - 1));
 }
 
 __device__ __forceinline__ float negative_infinity() { return bits_float(0xff800000u); }
@@ -126,28 +122,8 @@ __device__ __forceinline__ Row row_of(long long row, int size_y) {
 
 // ---- the bias spline, a row at a time -------------------------------------------------------
 
-// As the CPU backend's BiasRows: the 4^d B-spline taps are separable, so a row needs the
-// lattice contracted over D and H once (a line of nx coefficients), then 4 taps per voxel.
-struct BiasLattice {
-  const float* coef;                // [nz, ny, nx] of one (sample, appearance); nz = 1 in 2D
-  int nz, ny, nx;
-  float inv_spacing[3], offset[3];  // axis slots D, H, W
-};
-
-// scalars of one (sample, appearance) start with spacing (d) and offset (d).
-template <int DIM>
-__device__ __forceinline__ BiasLattice bias_lattice(const float* coef, int nz, int ny, int nx,
-                                                    const float* scalars) {
-  BiasLattice b{coef, DIM == 3 ? nz : 1, ny, nx, {1.0f, 1.0f, 1.0f}, {0.0f, 0.0f, 0.0f}};
-  for (int a = 0; a < DIM; ++a) {
-    const int slot = a + 3 - DIM;
-    b.inv_spacing[slot] = float(1.0 / double(scalars[a]));
-    b.offset[slot] = scalars[DIM + a];
-  }
-  return b;
-}
-
-// lines[r * nx + j] for the rows row0 .. row0 + count - 1; the whole block shares the work.
+// Bias lines (csrc/common/bias_field.h) lines[r * nx + j] of the rows row0 .. row0 + count - 1;
+// the whole block shares the work.
 template <int DIM>
 __device__ __forceinline__ void bias_lines(const BiasLattice& b, long long row0, int count,
                                            int size_y, float* lines) {
@@ -155,26 +131,8 @@ __device__ __forceinline__ void bias_lines(const BiasLattice& b, long long row0,
   for (int i = threadIdx.x; i < n; i += blockDim.x) {
     const int r = i / b.nx, j = i - r * b.nx;
     const Row row = row_of(row0 + r, size_y);
-    const SplineCell cz = spline_cell(float(row.z), b.inv_spacing[0], b.offset[0]);
-    const SplineCell cy = spline_cell(float(row.y), b.inv_spacing[1], b.offset[1]);
-    float acc = 0.0f;
-    for (int a = 0; a < (DIM == 3 ? 4 : 1); ++a) {
-      const float wz = DIM == 3 ? cz.w[a] : 1.0f;
-      const int iz = DIM == 3 ? spline_node(cz, a, b.nz) : 0;
-      for (int t = 0; t < 4; ++t) {
-        const float w = wz * cy.w[t];
-        acc += w * b.coef[(iz * b.ny + spline_node(cy, t, b.ny)) * b.nx + j];
-      }
-    }
-    lines[i] = acc;
+    lines[i] = bias_line_node<DIM>(b, bias_cell(b, 0, row.z), bias_cell(b, 1, row.y), j);
   }
-}
-
-// psi at column x of a row from its line.
-__device__ __forceinline__ float bias_at(const BiasLattice& b, const float* line, int x) {
-  const SplineCell c = spline_cell(float(x), b.inv_spacing[2], b.offset[2]);
-  return c.w[0] * line[spline_node(c, 0, b.nx)] + c.w[1] * line[spline_node(c, 1, b.nx)] +
-         c.w[2] * line[spline_node(c, 2, b.nx)] + c.w[3] * line[spline_node(c, 3, b.nx)];
 }
 
 }  // namespace cuda

@@ -11,27 +11,16 @@
 //                                    grids too large for shared memory are read from global
 //                                    memory instead (fields_in_smem = 0);
 //   blobs  [K][d + d(d+1)/2 + 1]     the blob parameters (blobs mode, one shared warp).
-// The arithmetic follows csrc/cpu/gmm_shapes.cpp operation for operation, so the two backends
-// differ only where a compiler fuses a multiply-add.
+// The per-voxel math is that of the CPU backend, from the same functions (csrc/common:
+// contract_node, line_lerp, warped_coordinate, sample_grid2/3, blob_score2/3), so the two
+// backends differ only where a compiler fuses a multiply-add.
+#include "common/gmm_shapes.h"
 #include "common/interp.h"
 #include "common/layout.h"
 #include "cuda/device.cuh"
 
 namespace rasd {
 namespace cuda {
-
-// Warp grid `grid` (n^DIM floats) contracted over the cell of (z, y): its value at node j of W.
-template <int DIM>
-__device__ __forceinline__ float contract_node(const float* grid, int n, AxisLerp cz,
-                                               AxisLerp cy, int j) {
-  if (DIM == 3) {
-    const float* g00 = grid + (cz.i0 * n + cy.i0) * n + j;
-    const float* g10 = g00 + n * n;
-    return lerp(lerp(g00[0], g00[n], cy.f), lerp(g10[0], g10[n], cy.f), cz.f);
-  }
-  const float* g0 = grid + cy.i0 * n + j;
-  return lerp(g0[0], g0[n], cy.f);
-}
 
 // Threads of the block, flattened (blocks are 2D: columns x rows).
 __device__ __forceinline__ int thread_rank() { return threadIdx.y * blockDim.x + threadIdx.x; }
@@ -77,10 +66,7 @@ __device__ __forceinline__ float displacement(const float* line, const Scales& w
   float u = 0.0f;
 #pragma unroll
   for (int s = 0; s < MAX_SCALES; ++s) {
-    if (s < ws.count) {
-      const float* l = line + ws.start[s] + cx[s].i0;
-      u += lerp(l[0], l[1], cx[s].f);
-    }
+    if (s < ws.count) u += line_lerp(line, ws.start[s] + cx[s].i0, cx[s].f);
   }
   return u;
 }
@@ -170,7 +156,7 @@ __device__ void gmm_perlin(unsigned char* labels, const float* fields, const flo
 #pragma unroll
           for (int a = 0; a < DIM; ++a) {
             const float u = displacement(line + a * ws.line, ws, cx);
-            q[a] = clamp_to(pos[a] + u, 0.0f, float(size[a] - 1));
+            q[a] = warped_coordinate(pos[a], u, size[a]);
           }
           const float* grid = fields_in_smem ? grids + kk * fs.total
                                              : fields_b + (long long)(k0 + kk) * fs.total;
@@ -179,15 +165,12 @@ __device__ void gmm_perlin(unsigned char* labels, const float* fields, const flo
           for (int s = 0; s < MAX_SCALES; ++s) {
             if (s >= fs.count) break;
             const int n = fs.nodes[s];
-            const AxisLerp ly = axis_lerp(q[DIM - 2], 3.0e38f, scale[s][DIM - 2], n);
-            const AxisLerp lx = axis_lerp(q[DIM - 1], 3.0e38f, scale[s][DIM - 1], n);
-            float v;
-            if (DIM == 3) {
-              const AxisLerp lz = axis_lerp(q[0], 3.0e38f, scale[s][0], n);
-              v = trilinear(grid + fs.offset[s], n, lz.i0, ly.i0, lx.i0, lz.f, ly.f, lx.f);
-            } else {
-              v = bilinear(grid + fs.offset[s], n, ly.i0, lx.i0, ly.f, lx.f);
-            }
+            const float* g = grid + fs.offset[s];
+            const float* sc = scale[s];
+            const float v =
+                DIM == 3 ? sample_grid3(g, n, q[0], q[DIM - 2], q[DIM - 1], sc[0], sc[DIM - 2],
+                                        sc[DIM - 1])
+                         : sample_grid2(g, n, q[DIM - 2], q[DIM - 1], sc[DIM - 2], sc[DIM - 1]);
             score = s == 0 ? v : score + v;
           }
           const int k = k0 + kk;
@@ -202,23 +185,13 @@ __device__ void gmm_perlin(unsigned char* labels, const float* fields, const flo
   }
 }
 
-// score_k = log w_k - 0.5 v^T A_k v with v = p + u(p) - centre_k (not clamped); p holds the
-// parameters of one label (csrc/common/layout.h), as csrc/cpu/gmm_shapes.cpp computes it.
+// The blob score (csrc/common/gmm_shapes.h) of the label with parameters p at the warped
+// position pos + u (not clamped).
 template <int DIM>
 __device__ __forceinline__ float blob_score(const float* p, const float* pos, const float* u) {
-  const float* a = p + layout::blob_precision(DIM);
-  const float lw = p[layout::blob_log_weight(DIM)];
-  if (DIM == 3) {
-    const float v0 = pos[0] + u[0] - p[0];
-    const float v1 = pos[1] + u[1] - p[1];
-    const float v2 = pos[2] + u[2] - p[2];
-    const float quad = a[0] * v0 * v0 + a[3] * v1 * v1 + a[5] * v2 * v2 +
-                       2.0f * (a[1] * v0 * v1 + a[2] * v0 * v2 + a[4] * v1 * v2);
-    return lw - 0.5f * quad;
-  }
-  const float v0 = pos[0] + u[0] - p[0];
-  const float v1 = pos[DIM - 1] + u[DIM - 1] - p[1];
-  return lw - 0.5f * (a[0] * v0 * v0 + a[2] * v1 * v1 + 2.0f * a[1] * v0 * v1);
+  return DIM == 3 ? blob_score3(p, pos[0] + u[0], pos[DIM - 2] + u[DIM - 2],
+                                pos[DIM - 1] + u[DIM - 1])
+                  : blob_score2(p, pos[DIM - 2] + u[DIM - 2], pos[DIM - 1] + u[DIM - 1]);
 }
 
 template <int DIM>

@@ -18,13 +18,13 @@ extern "C" __global__ void rasd_philox_fill(float* __restrict__ out,
     float* row = out + b * per_sample;
     for (long long j = (long long)blockIdx.x * blockDim.x + threadIdx.x; j < blocks;
          j += (long long)gridDim.x * blockDim.x) {
+      uint32_t w[4];
+      philox_block(s, uint32_t(j), w);
       float v[4];
       if (normal) {
-        normal_block(s, uint32_t(j), v);
+        normals_of_words(w, v);
       } else {
-        uint32_t w[4];
-        philox_block(s, uint32_t(j), w);
-        for (int i = 0; i < 4; ++i) v[i] = word_to_uniform(w[i]);
+        uniforms_of_words(w, v);
       }
       const long long e0 = 4 * j;
       const int n = per_sample - e0 < 4 ? int(per_sample - e0) : 4;
