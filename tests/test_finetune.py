@@ -167,6 +167,19 @@ def test_two_step_finetune_from_scratch_and_from_the_checkpoint(checkpoint, slic
     assert again.losses == results["pretrained"].losses
 
 
+def test_linear_probe_keeps_the_pretrained_backbone(checkpoint, slices):
+    data = ft.mni_task(1, size=SIZE, slices=slices)
+    spec, state = ft.read_weights(checkpoint)
+    config = ft.FinetuneConfig(steps=2, batch=2, warmup_steps=0, backbone_lr_scale=0.0,
+                               scale_range=(0.6, 1.2))
+    r = ft.finetune(data, spec, config, state=state)
+    assert all(torch.equal(r.model.backbone.state_dict()[k], v) for k, v in state.items())
+    start, _ = ft.build_segmenter(spec, 4, (SIZE, SIZE), seed=0, state=state)
+    assert not torch.equal(r.model.head.weight, start.head.weight)
+    with pytest.raises(ValueError, match="scale_range"):
+        ft.FinetuneConfig(scale_range=(1.2, 0.6))
+
+
 def test_export_folder_loads_like_the_checkpoint(checkpoint):
     folder = checkpoint.rsplit("/checkpoints/", 1)[0] + "/export"
     spec_a, state_a = ft.read_weights(checkpoint)

@@ -200,15 +200,18 @@ def file_task(path: str) -> TaskData:
 
 # ---- augmentation, loss, score -------------------------------------------------------------
 
-def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
-    """Random 2D affine (rotation +-15 deg, scale 0.9 .. 1.1, shift +-5 %), left-right flip
-    and gamma 0.7 .. 1.4 of images in [0, 1]; labels follow by nearest neighbour."""
+def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
+            scale_range: tuple[float, float] = (0.6, 1.2),
+            gamma_range: tuple[float, float] = (0.7, 1.4)):
+    """Random 2D affine (rotation +-15 deg, zoom drawn from `scale_range` (< 1 shrinks the
+    anatomy), shift +-5 %), left-right flip and a gamma drawn from `gamma_range` of images in
+    [0, 1]; labels follow by nearest neighbour."""
     n = x.shape[0]
 
     def u(lo, hi):
         return lo + (hi - lo) * torch.rand(n, generator=gen)
 
-    angle, scale = u(-math.pi / 12, math.pi / 12), u(0.9, 1.1)
+    angle, scale = u(-math.pi / 12, math.pi / 12), u(*scale_range)
     flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0] = torch.cos(angle) / scale * flip
@@ -221,7 +224,7 @@ def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator):
     x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     y = F.grid_sample(y[:, None].float(), grid, mode="nearest", padding_mode="zeros",
                       align_corners=False)[:, 0].long()
-    gamma = u(0.7, 1.4).to(x.device).view(n, *([1] * (x.dim() - 1)))
+    gamma = u(*gamma_range).to(x.device).view(n, *([1] * (x.dim() - 1)))
     return x.clamp(0.0, 1.0) ** gamma, y
 
 
@@ -266,7 +269,7 @@ def evaluate(model: nn.Module, data: TaskData, device) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    steps: int = 300
+    steps: int = 200
     batch: int = 8
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -275,6 +278,9 @@ class FinetuneConfig:
     augment: bool = True
     eval_every: int = 0          # 0: evaluate only at the end
     load: str = "network"
+    backbone_lr_scale: float = 1.0   # backbone lr = scale * lr; 0 freezes it (linear probe)
+    scale_range: tuple = (0.6, 1.2)  # zoom of the augmentation
+    gamma_range: tuple = (0.7, 1.4)  # intensity gamma of the augmentation ((1, 1): none)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -286,6 +292,13 @@ class FinetuneConfig:
         if not self.lr > 0 or not self.weight_decay >= 0:
             raise ValueError(f"need lr > 0 and weight_decay >= 0, got {self.lr}, "
                              f"{self.weight_decay}")
+        for name in ("scale_range", "gamma_range"):
+            lo_hi = tuple(getattr(self, name))
+            object.__setattr__(self, name, lo_hi)
+            if len(lo_hi) != 2 or not 0 < lo_hi[0] <= lo_hi[1]:
+                raise ValueError(f"{name} must be (lo, hi) with 0 < lo <= hi, got {lo_hi}")
+        if not self.backbone_lr_scale >= 0:
+            raise ValueError(f"backbone_lr_scale must be >= 0, got {self.backbone_lr_scale}")
         if self.load not in LOADS:
             raise ValueError(f"load must be one of {LOADS}, got {self.load!r}")
 
@@ -334,22 +347,30 @@ def finetune(data: TaskData, spec: ModelSpec, config: FinetuneConfig, *,
     if data.train_image.shape[1] != spec.in_channels:
         raise ValueError(f"the model takes {spec.in_channels} channel(s), the data has "
                          f"{data.train_image.shape[1]}")
+    if config.augment and len(shape) != 2:
+        raise ValueError(f"the augmentation is 2D; pass augment=False (--no-augment) for "
+                         f"{len(shape)}D data")
     model, report = build_segmenter(spec, len(data.classes), shape, seed=config.seed,
                                     state=state, load=config.load)
     model.to(device).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                            weight_decay=config.weight_decay)
+    groups = [{"params": list(model.head.parameters()), "scale": 1.0}]
+    if config.backbone_lr_scale > 0:
+        groups.append({"params": list(model.backbone.parameters()),
+                       "scale": config.backbone_lr_scale})
+    else:
+        model.backbone.requires_grad_(False)
+    opt = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(config.seed)
     x_all, y_all = data.train_image.to(device), data.train_label.to(device)
     curve, losses, eval_s = [], [], 0.0
     t0 = time.perf_counter()
     for step in range(config.steps):
         for g in opt.param_groups:
-            g["lr"] = config.lr_at(step)
+            g["lr"] = config.lr_at(step) * g["scale"]
         rows = torch.randint(len(x_all), (config.batch,), generator=gen).to(device)
         x, y = x_all[rows], y_all[rows]
         if config.augment:
-            x, y = augment(x, y, gen)
+            x, y = augment(x, y, gen, config.scale_range, config.gamma_range)
         loss = seg_loss(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -401,7 +422,7 @@ def parser() -> argparse.ArgumentParser:
     a("--band", type=int, nargs=2, metavar=("LO", "HI"), help="mni-tissue: training band "
       "(1 mm slice indices)")
     a("--gap", type=int, help="mni-tissue: mm between the band and any test slice")
-    a("--steps", type=int, default=300)
+    a("--steps", type=int, default=200)
     a("--batch", type=int, default=8)
     a("--lr", type=float, default=1e-3)
     a("--weight-decay", type=float, default=1e-4)
@@ -409,6 +430,12 @@ def parser() -> argparse.ArgumentParser:
     a("--seed", type=int, default=0)
     a("--no-augment", dest="augment", action="store_false")
     a("--eval-every", type=int, default=0, help="steps between test evaluations (0: end only)")
+    a("--scale-range", type=float, nargs=2, default=[0.6, 1.2], metavar=("LO", "HI"),
+      help="zoom range of the augmentation (< 1 shrinks the anatomy)")
+    a("--gamma-range", type=float, nargs=2, default=[0.7, 1.4], metavar=("LO", "HI"),
+      help="intensity gamma range of the augmentation (1 1: none)")
+    a("--backbone-lr-scale", type=float, default=1.0, help="backbone lr relative to --lr "
+      "(0: frozen backbone, a linear probe of its features)")
     a("--device", default="cpu")
     a("--out", metavar="JSON", help="write the result here")
     a("--quiet", action="store_true")
@@ -438,7 +465,10 @@ def run(args: argparse.Namespace) -> FinetuneResult:
     config = FinetuneConfig(steps=args.steps, batch=args.batch, lr=args.lr,
                             weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
                             seed=args.seed, augment=args.augment, eval_every=args.eval_every,
-                            load=args.load, device=args.device)
+                            load=args.load, backbone_lr_scale=args.backbone_lr_scale,
+                            scale_range=tuple(args.scale_range),
+                            gamma_range=tuple(args.gamma_range),
+                            device=args.device)
     log = None if args.quiet else print
     return finetune(data, spec, config, state=state, log=log)
 
