@@ -247,18 +247,18 @@ void gmm_shapes(uint8_t* labels, const float* fields, const float* warps, int64_
                    AxisTable(ext.H, wg),
                    AxisTable(ext.W, wg),
                    UnionIntervals(ext.W, wg)};
-  const int64_t rows = ext.rows();
-  const bool wide = !blobs && wide_allowed.load() && avx512_available() && avx512_supports(pb);
-  const size_t scratch = wide ? avx512_scratch_floats(pb)
-                              : size_t(2 + ext.d) * ext.W + size_t(wg.max_nodes);
   begin_call();
+  if (!blobs && wide_allowed.load() && avx512_available() && avx512_supports(pb)) {
+    perlin_avx512(pb, batch, labels);
+    return;
+  }
+  const int64_t rows = ext.rows();
+  const size_t scratch = size_t(2 + ext.d) * ext.W + size_t(wg.max_nodes);
   parallel_for(batch * rows, scratch, [&](int64_t unit, float* buf) {
     const int64_t b = unit / rows, r = unit % rows;
     const int z = int(r / ext.H), y = int(r % ext.H);
     uint8_t* label = labels + b * ext.voxels() + r * ext.W;
-    if (wide) {
-      perlin_row_avx512(pb, b, z, y, label, buf);
-    } else if (ext.d == 3) {
+    if (ext.d == 3) {
       blobs ? blobs_row<3>(pb, b, z, y, label, buf) : perlin_row<3>(pb, b, z, y, label, buf);
     } else {
       blobs ? blobs_row<2>(pb, b, z, y, label, buf) : perlin_row<2>(pb, b, z, y, label, buf);

@@ -93,13 +93,12 @@ void contract(const float* RASD_RESTRICT grid, int n, AxisLerp cz, AxisLerp cy,
   for (int j = 0; j < n; ++j) line[j] = contract_node<DIM>(grid, n, cz, cy, j);
 }
 
-// The AVX-512 row kernel of the perlin mode; false when this CPU or these grid sizes are not
-// covered (then the portable kernel runs). Defined in gmm_shapes_avx512.cpp.
+// The AVX-512 kernel of the perlin mode, for CPUs and grid sizes that avx512_available and
+// avx512_supports accept (elsewhere the portable kernel runs). Defined in
+// gmm_shapes_avx512.cpp.
 bool avx512_available();
 bool avx512_supports(const Problem& pb);
-void perlin_row_avx512(const Problem& pb, int64_t b, int z, int y, uint8_t* label,
-                       float* scratch);
-size_t avx512_scratch_floats(const Problem& pb);
+void perlin_avx512(const Problem& pb, int64_t batch, uint8_t* labels);
 
 }  // namespace gmm
 }  // namespace cpu

@@ -1,15 +1,24 @@
 // gmm_shapes, perlin mode, hand-vectorised for AVX-512 (16 voxels of a row per vector).
 //
 // Why intrinsics: the portable kernel needs per-lane gathers from the tiny coarse grids, and
-// compilers emulate those with scalar loads. Here every lookup is a register permute:
-//  - warps: per row, the warp lines of all scales are merged into one piecewise-linear
-//    function along W (UnionIntervals, <= 32 pieces in two registers), so the displacement
-//    of 16 voxels is two vpermt2ps and one FMA per (label, axis);
-//  - fields: the warped positions of 16 neighbouring voxels fall in one or two (D, H) cells
-//    of a grid; for each distinct cell the two grid rows it needs (2n <= 32 floats) are
-//    loaded into registers and the four W-neighbours of every lane are permutes.
+// compilers emulate those with scalar loads. Here every lookup is a register permute, and the
+// work that does not depend on the voxel is hoisted as far out as it goes:
+//  - warps: between consecutive node positions of *any* warp scale along W (a union interval)
+//    every scale is linear in x, so a warp line is alpha_j + beta_j (x - start_j). Each node
+//    row of each grid is turned into that form once per unit of rows (after the lerp along D),
+//    a row of voxels then needs one lerp along H per scale, and 16 voxels need two permutes
+//    and one FMA per (label, axis);
+//  - fields: when the interior nodes of the field scales are distinct, their sum is
+//    multilinear on the union of their nodes, so it is tabulated there once per (sample,
+//    label) and each voxel interpolates one grid instead of one per scale. The warped
+//    positions of 16 neighbouring voxels fall in one or two (D, H) cells; for each distinct
+//    cell its two grid rows (2n <= 32 floats) are loaded into registers and the W-neighbours
+//    of every lane are permutes.
 // This file is compiled with AVX-512 flags and only called when the CPU has them.
 #include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
 
 #include "gmm_shapes.h"
 
@@ -21,8 +30,14 @@ namespace gmm {
 
 namespace {
 
-constexpr int LINE = 32;        // floats per warp line slot (two registers)
-constexpr int MAX_FIELD_N = 16;  // two field rows of n nodes fit in two registers
+constexpr int LINE = 32;          // floats of a warp node row (two registers)
+constexpr int UNION_FLOATS = 64;  // alpha, beta of <= 32 union intervals (four registers)
+constexpr int MAX_FIELD_N = 16;   // two field rows of n nodes fit in two registers
+constexpr int ROWS_PER_UNIT = 64;  // rows of one (sample, slice) that share their warp planes
+
+// The per-voxel helpers below must inline into the row loop: called, their vector arguments
+// and results go through memory.
+#define RASD_INLINE inline __attribute__((always_inline))
 
 inline __m512 lookup(__m512 lo, __m512 hi, __m512i idx) {
   return _mm512_permutex2var_ps(lo, idx, hi);
@@ -36,46 +51,104 @@ inline __m512 vclamp(__m512 v, float hi) {
   return _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(hi));
 }
 
-// Cell index and fraction along one axis of a field grid (positions already clamped).
-inline void cell(__m512 q, float scale, __m512i nm2, __m512i& i, __m512& f) {
-  const __m512 t = _mm512_mul_ps(q, _mm512_set1_ps(scale));
-  i = _mm512_min_epi32(_mm512_cvttps_epi32(t), nm2);
-  f = _mm512_sub_ps(t, _mm512_cvtepi32_ps(i));
-}
-
 inline __mmask16 low_lanes(int count) {
   return count >= 16 ? __mmask16(0xFFFF) : count <= 0 ? __mmask16(0) : __mmask16((1u << count) - 1);
 }
+
+// The first n <= 32 floats at p in two registers, zeros past n (never reads past p + n).
+inline void load_short(const float* p, int n, __m512& lo, __m512& hi) {
+  lo = _mm512_maskz_loadu_ps(low_lanes(n), p);
+  hi = n > 16 ? _mm512_maskz_loadu_ps(low_lanes(n - 16), p + 16) : _mm512_setzero_ps();
+}
+
+// ---- fields ------------------------------------------------------------------------------
+
+// Cell index and fraction along one axis of a uniform field grid (positions already clamped).
+inline void uniform_cell(__m512 q, float scale, int nodes, __m512i& i, __m512& f) {
+  const __m512 t = _mm512_mul_ps(q, _mm512_set1_ps(scale));
+  i = _mm512_min_epi32(_mm512_cvttps_epi32(t), _mm512_set1_epi32(nodes - 2));
+  f = _mm512_sub_ps(t, _mm512_cvtepi32_ps(i));
+}
+
+// The union of the field scales' nodes along one axis of N voxels, when their interior nodes
+// are distinct and there are at most 16: then the cell of a position is the number of
+// interior nodes at or below it, summed over the scales.
+struct UnionAxis {
+  int count = 0;  // U nodes
+  int scales = 0;
+  float scale[MAX_SCALES] = {};  // (n_s - 1) / (N - 1)
+  alignas(64) float inv_len[16] = {};   // 1 / (length of cell u)
+  alignas(64) float neg_start[16] = {};  // -(start of cell u) / (length of cell u)
+  double pos[16] = {};  // node positions, in voxels
+
+  bool build(const Grids& g, int N) {
+    std::vector<std::pair<int, int>> cuts;  // interior node i / (n - 1) of every scale
+    for (int s = 0; s < g.count; ++s)
+      for (int i = 1; i < g.nodes[s] - 1; ++i) cuts.emplace_back(i, g.nodes[s] - 1);
+    std::sort(cuts.begin(), cuts.end(), [](auto a, auto b) {
+      return int64_t(a.first) * b.second < int64_t(b.first) * a.second;
+    });
+    for (size_t c = 1; c < cuts.size(); ++c)
+      if (int64_t(cuts[c - 1].first) * cuts[c].second ==
+          int64_t(cuts[c].first) * cuts[c - 1].second)
+        return false;  // two scales share a node: the count above would see it twice
+    count = int(cuts.size()) + 2;
+    if (count > 16 || N < 2) return false;
+    pos[0] = 0.0;
+    for (size_t c = 0; c < cuts.size(); ++c)
+      pos[c + 1] = double(cuts[c].first) * (N - 1) / cuts[c].second;
+    pos[count - 1] = N - 1;
+    for (int u = 0; u < 16; ++u) {
+      const int v = std::min(u, count - 2);
+      inv_len[u] = float(1.0 / (pos[v + 1] - pos[v]));
+      neg_start[u] = float(-pos[v] / (pos[v + 1] - pos[v]));
+    }
+    scales = g.count;
+    for (int s = 0; s < g.count; ++s) {
+      scale[s] = node_scale(g.nodes[s], N);
+    }
+    return true;
+  }
+
+  // Below N - 1 no scale counts past its interior nodes; at N - 1 each counts one more, and
+  // the final min brings the sum back to the last cell.
+  RASD_INLINE void cell(__m512 q, __m512i& i, __m512& f) const {
+    __m512i c = _mm512_cvttps_epi32(_mm512_mul_ps(q, _mm512_set1_ps(scale[0])));
+    for (int s = 1; s < scales; ++s)
+      c = _mm512_add_epi32(c, _mm512_cvttps_epi32(_mm512_mul_ps(q, _mm512_set1_ps(scale[s]))));
+    i = _mm512_min_epi32(c, _mm512_set1_epi32(count - 2));
+    f = _mm512_fmadd_ps(q, _mm512_permutexvar_ps(i, _mm512_load_ps(inv_len)),
+                        _mm512_permutexvar_ps(i, _mm512_load_ps(neg_start)));
+  }
+};
+
+// Cells of 16 positions on the three axes of a grid.
+struct Cells {
+  __m512i iz, iy, ix;
+  __m512 fz, fy, fx;
+};
 
 // Lerp along W inside a block of two grid rows held in (lo, hi): row r of the block starts at
 // r * n; ix is the cell of each lane.
 struct RowPair {
   __m512 lo, hi;
-  RowPair(const float* p, int n)
-      : lo(_mm512_maskz_loadu_ps(low_lanes(2 * n), p)),
-        hi(2 * n > 16 ? _mm512_maskz_loadu_ps(low_lanes(2 * n - 16), p + 16) : lo) {}
+  RowPair(const float* p, int n) { load_short(p, 2 * n, lo, hi); }
   __m512 at(__m512i i0, __m512i i1, __m512 fx) const {
     return vlerp(lookup(lo, hi, i0), lookup(lo, hi, i1), fx);
   }
 };
 
-// Field value at 16 clamped positions: one pass per distinct (D, H) cell among the lanes.
+// An n^DIM grid (n <= 16) at 16 positions given by their cells: one pass per distinct (D, H)
+// cell among the valid lanes.
 template <int DIM>
-__m512 field(const float* g, int n, __m512 qz, __m512 qy, __m512 qx, const float scale[3],
-             __mmask16 valid) {
-  const __m512i nm2 = _mm512_set1_epi32(n - 2);
-  __m512i iz = _mm512_setzero_si512(), iy, ix;
-  __m512 fz = _mm512_setzero_ps(), fy, fx;
-  if (DIM == 3) cell(qz, scale[0], nm2, iz, fz);
-  cell(qy, scale[1], nm2, iy, fy);
-  cell(qx, scale[2], nm2, ix, fx);
+RASD_INLINE __m512 interpolate(const float* g, int n, const Cells& c, __mmask16 valid) {
   const __m512i vn = _mm512_set1_epi32(n), one = _mm512_set1_epi32(1);
   // Row (z, y) of the grid, as an index of rows of n floats.
-  const __m512i row = _mm512_add_epi32(_mm512_mullo_epi32(iz, vn), iy);
+  const __m512i row = _mm512_add_epi32(_mm512_mullo_epi32(c.iz, vn), c.iy);
   alignas(64) int rows[16];
   _mm512_store_si512(rows, row);
-  const __m512i ix1 = _mm512_add_epi32(ix, one);
-  const __m512i ixn = _mm512_add_epi32(ix, vn);
+  const __m512i ix1 = _mm512_add_epi32(c.ix, one);
+  const __m512i ixn = _mm512_add_epi32(c.ix, vn);
   const __m512i ixn1 = _mm512_add_epi32(ixn, one);
   __m512 out = _mm512_setzero_ps();
   unsigned todo = valid;
@@ -84,12 +157,12 @@ __m512 field(const float* g, int n, __m512 qz, __m512 qy, __m512 qx, const float
     const __mmask16 same = _mm512_mask_cmpeq_epi32_mask(__mmask16(todo), row,
                                                          _mm512_set1_epi32(r0));
     const RowPair near(g + size_t(r0) * n, n);  // rows (z, y) and (z, y + 1)
-    const __m512 c0 = vlerp(near.at(ix, ix1, fx), near.at(ixn, ixn1, fx), fy);
+    const __m512 c0 = vlerp(near.at(c.ix, ix1, c.fx), near.at(ixn, ixn1, c.fx), c.fy);
     __m512 v = c0;
     if (DIM == 3) {
       const RowPair far(g + (size_t(r0) + n) * n, n);  // rows (z + 1, y), (z + 1, y + 1)
-      const __m512 c1 = vlerp(far.at(ix, ix1, fx), far.at(ixn, ixn1, fx), fy);
-      v = vlerp(c0, c1, fz);
+      const __m512 c1 = vlerp(far.at(c.ix, ix1, c.fx), far.at(ixn, ixn1, c.fx), c.fy);
+      v = vlerp(c0, c1, c.fz);
     }
     out = _mm512_mask_mov_ps(out, same, v);
     todo &= ~unsigned(same);
@@ -97,34 +170,133 @@ __m512 field(const float* g, int n, __m512 qz, __m512 qy, __m512 qx, const float
   return out;
 }
 
-// Warp lines of one (label, axis) at row (z, y) in union-interval form: ab[0..32) = alpha_j,
-// ab[32..64) = beta_j (see UnionIntervals). `line` is scratch for one contracted line.
-template <int DIM>
-void union_line(const Problem& pb, const float* grid, int z, int y, float* line, float* ab) {
-  const UnionIntervals& u = pb.wu;
-  __m512 a0 = _mm512_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
-  const __m512i one = _mm512_set1_epi32(1);
-  for (int s = 0; s < pb.wg.count; ++s) {
-    const AxisLerp cz = DIM == 3 ? pb.wz.at(s, z) : AxisLerp{0, 0.0f};
-    contract<DIM>(grid + pb.wg.offset[s], pb.wg.nodes[s], cz, pb.wy.at(s, y), line);
-    const __m512 lo = _mm512_loadu_ps(line), hi = _mm512_loadu_ps(line + 16);
+// The field scales of one problem: either their sum tabulated on the union of their nodes
+// (one grid per (sample, label)), or the scales one by one.
+struct FieldPlan {
+  bool merged = false;
+  UnionAxis axis[3];      // D, H, W (D unused in 2D)
+  std::vector<float> sum;  // [B][K][U_D * U_H * U_W] when merged
+  int64_t per_label = 0;
+  float scale[MAX_SCALES][3] = {};  // per-scale node_scale of D, H, W
+
+  FieldPlan(const Problem& pb, int64_t batch) {
+    const Extent& e = pb.ext;
+    for (int s = 0; s < pb.fg.count; ++s) {
+      const int n = pb.fg.nodes[s];
+      scale[s][0] = e.d == 3 ? node_scale(n, e.D) : 0.0f;
+      scale[s][1] = node_scale(n, e.H);
+      scale[s][2] = node_scale(n, e.W);
+    }
+    if (pb.fg.count < 2) return;  // one scale: nothing to merge
+    merged = axis[1].build(pb.fg, e.H) && axis[2].build(pb.fg, e.W) &&
+             (e.d == 2 || axis[0].build(pb.fg, e.D));
+    if (!merged) return;
+    if (e.d == 2) axis[0].count = 1;
+    per_label = int64_t(axis[0].count) * axis[1].count * axis[2].count;
+    sum.resize(size_t(batch * pb.K * per_label));
+    float* table = sum.data();
+    parallel_for(batch * pb.K, 0, [&](int64_t bk, float*) {
+      tabulate(pb, bk, table + bk * per_label);
+    });
+  }
+
+  // The sum of the scales of label bk at every union node, in double.
+  void tabulate(const Problem& pb, int64_t bk, float* out) const {
+    const float* fields = pb.fields + bk * pb.fg.total;
+    const int d = pb.ext.d;
+    const int sizes[3] = {pb.ext.D, pb.ext.H, pb.ext.W};
+    for (int uz = 0; uz < axis[0].count; ++uz)
+      for (int uy = 0; uy < axis[1].count; ++uy)
+        for (int ux = 0; ux < axis[2].count; ++ux) {
+          const double p[3] = {d == 3 ? axis[0].pos[uz] : 0.0, axis[1].pos[uy], axis[2].pos[ux]};
+          double v = 0.0;
+          for (int s = 0; s < pb.fg.count; ++s)
+            v += grid_at(fields + pb.fg.offset[s], pb.fg.nodes[s], d, sizes, p);
+          *out++ = float(v);
+        }
+  }
+
+  // One n^d grid (align_corners) at position p, multilinear in double.
+  static double grid_at(const float* g, int n, int d, const int sizes[3], const double p[3]) {
+    int i[3] = {0, 0, 0};
+    double f[3] = {0.0, 0.0, 0.0};
+    for (int a = 3 - d; a < 3; ++a) {
+      const double t = p[a] * (n - 1) / (sizes[a] - 1);
+      i[a] = std::min(int(t), n - 2);
+      f[a] = t - i[a];
+    }
+    double v = 0.0;
+    for (int corner = 0; corner < (1 << d); ++corner) {
+      double w = 1.0;
+      int64_t idx = 0;
+      for (int a = 3 - d, bit = d - 1; a < 3; ++a, --bit) {
+        const int up = (corner >> bit) & 1;
+        w *= up ? f[a] : 1.0 - f[a];
+        idx = idx * n + i[a] + up;
+      }
+      v += w * g[idx];
+    }
+    return v;
+  }
+
+  // Score of label k of sample b at 16 clamped positions.
+  template <int DIM>
+  RASD_INLINE __m512 score(const Problem& pb, int64_t bk, __m512 qz, __m512 qy, __m512 qx,
+               __mmask16 valid) const {
+    Cells c;
+    c.iz = _mm512_setzero_si512();
+    c.fz = _mm512_setzero_ps();
+    if (merged) {
+      if (DIM == 3) axis[0].cell(qz, c.iz, c.fz);
+      axis[1].cell(qy, c.iy, c.fy);
+      axis[2].cell(qx, c.ix, c.fx);
+      return interpolate<DIM>(sum.data() + bk * per_label, axis[2].count, c, valid);
+    }
+    const float* fk = pb.fields + bk * pb.fg.total;
+    __m512 total = _mm512_setzero_ps();
+    for (int s = 0; s < pb.fg.count; ++s) {
+      const int n = pb.fg.nodes[s];
+      if (DIM == 3) uniform_cell(qz, scale[s][0], n, c.iz, c.fz);
+      uniform_cell(qy, scale[s][1], n, c.iy, c.fy);
+      uniform_cell(qx, scale[s][2], n, c.ix, c.fx);
+      total = _mm512_add_ps(total, interpolate<DIM>(fk + pb.fg.offset[s], n, c, valid));
+    }
+    return total;
+  }
+};
+
+// ---- warps -------------------------------------------------------------------------------
+
+// Union-interval form of one line of scale s (n nodes along W): ab[0..32) += alpha_j,
+// ab[32..64) += beta_j, held in four registers.
+struct UnionLine {
+  __m512 r[4];
+  UnionLine() { r[0] = r[1] = r[2] = r[3] = _mm512_setzero_ps(); }
+
+  void add_line(const UnionIntervals& u, int s, const float* line, int n) {
+    __m512 lo, hi;
+    load_short(line, n, lo, hi);
+    const __m512i one = _mm512_set1_epi32(1);
     const __m512 slope = _mm512_set1_ps(u.slope[s]);
     for (int half = 0; half < 2; ++half) {
       const __m512i seg = _mm512_loadu_si512(&u.segment[size_t(s) * u.stride + 16 * half]);
       const __m512 f0 = _mm512_loadu_ps(&u.frac0[size_t(s) * u.stride + 16 * half]);
       const __m512 v0 = lookup(lo, hi, seg);
       const __m512 d = _mm512_sub_ps(lookup(lo, hi, _mm512_add_epi32(seg, one)), v0);
-      __m512& a = half ? a1 : a0;
-      __m512& b = half ? b1 : b0;
-      a = _mm512_add_ps(a, _mm512_fmadd_ps(d, f0, v0));
-      b = _mm512_fmadd_ps(d, slope, b);
+      r[half] = _mm512_add_ps(r[half], _mm512_fmadd_ps(d, f0, v0));
+      r[2 + half] = _mm512_fmadd_ps(d, slope, r[2 + half]);
     }
   }
-  _mm512_storeu_ps(ab, a0);
-  _mm512_storeu_ps(ab + 16, a1);
-  _mm512_storeu_ps(ab + 32, b0);
-  _mm512_storeu_ps(ab + 48, b1);
-}
+  // += lerp of two stored forms.
+  void add_lerp(const float* a, const float* b, float f) {
+    const __m512 vf = _mm512_set1_ps(f);
+    for (int i = 0; i < 4; ++i)
+      r[i] = _mm512_add_ps(r[i], vlerp(_mm512_loadu_ps(a + 16 * i), _mm512_loadu_ps(b + 16 * i), vf));
+  }
+  void store(float* out) const {
+    for (int i = 0; i < 4; ++i) _mm512_storeu_ps(out + 16 * i, r[i]);
+  }
+};
 
 // u at 16 columns of union intervals j, offsets dx: alpha_j + beta_j dx.
 inline __m512 displacement(const float* ab, __m512i j, __m512 dx) {
@@ -133,23 +305,78 @@ inline __m512 displacement(const float* ab, __m512i j, __m512 dx) {
   return _mm512_fmadd_ps(beta, dx, alpha);
 }
 
+// Scratch of one thread: the union forms of every warp node row along H at the unit's slice
+// ([K][DIM][node rows][64]), one row's warp lines ([K][DIM][64]) and one lerped grid plane.
+struct Scratch {
+  int node_rows = 0;  // sum of the warp scales' nodes
+  int row_offset[MAX_SCALES] = {};
+  float* planes;
+  float* lines;
+  float* plane;
+
+  static size_t floats(const Problem& pb) {
+    int rows = 0;
+    for (int s = 0; s < pb.wg.count; ++s) rows += pb.wg.nodes[s];
+    const size_t per_kc = size_t(pb.K) * pb.ext.d;
+    return per_kc * rows * UNION_FLOATS + per_kc * UNION_FLOATS +
+           size_t(pb.wg.max_nodes) * pb.wg.max_nodes;
+  }
+  Scratch(const Problem& pb, float* buf) {
+    for (int s = 0; s < pb.wg.count; ++s) {
+      row_offset[s] = node_rows;
+      node_rows += pb.wg.nodes[s];
+    }
+    const size_t per_kc = size_t(pb.K) * pb.ext.d;
+    planes = buf;
+    lines = planes + per_kc * node_rows * UNION_FLOATS;
+    plane = lines + per_kc * UNION_FLOATS;
+  }
+  float* node_row(int kc, int s, int yi) const {
+    return planes + (size_t(kc) * node_rows + row_offset[s] + yi) * UNION_FLOATS;
+  }
+};
+
+// Union forms of every node row along H of every warp grid of sample b at slice z.
 template <int DIM>
-void row_kernel(const Problem& pb, int64_t b, int z, int y, uint8_t* label, float* scratch) {
+void build_planes(const Problem& pb, int64_t b, int z, const Scratch& ws) {
+  for (int kc = 0; kc < pb.K * DIM; ++kc) {
+    const float* grid = pb.warps + (b * pb.K * DIM + kc) * pb.wg.total;
+    for (int s = 0; s < pb.wg.count; ++s) {
+      const int n = pb.wg.nodes[s];
+      const float* plane = grid + pb.wg.offset[s];  // 2D: the grid is the (H, W) plane
+      if (DIM == 3) {
+        const AxisLerp cz = pb.wz.at(s, z);
+        const float* p0 = plane + size_t(cz.i0) * n * n;
+        const float* p1 = p0 + size_t(n) * n;
+        for (int i = 0; i < n * n; ++i) ws.plane[i] = lerp(p0[i], p1[i], cz.f);
+        plane = ws.plane;
+      }
+      for (int yi = 0; yi < n; ++yi) {
+        UnionLine form;
+        form.add_line(pb.wu, s, plane + size_t(yi) * n, n);
+        form.store(ws.node_row(kc, s, yi));
+      }
+    }
+  }
+}
+
+// Warp lines of every (label, axis) at row y: the scales' node rows lerped along H and summed.
+void row_lines(const Problem& pb, int y, const Scratch& ws) {
+  for (int kc = 0; kc < pb.K * pb.ext.d; ++kc) {
+    UnionLine form;
+    for (int s = 0; s < pb.wg.count; ++s) {
+      const AxisLerp cy = pb.wy.at(s, y);
+      form.add_lerp(ws.node_row(kc, s, cy.i0), ws.node_row(kc, s, cy.i0 + 1), cy.f);
+    }
+    form.store(ws.lines + size_t(kc) * UNION_FLOATS);
+  }
+}
+
+template <int DIM>
+void row_kernel(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y,
+                const float* lines, uint8_t* label) {
   const Extent& e = pb.ext;
   const int W = e.W;
-  float* line = scratch;             // one contracted warp line
-  float* lines = scratch + LINE;     // [K][DIM][64]: alpha, beta of every (label, axis)
-  for (int k = 0; k < pb.K; ++k)
-    for (int c = 0; c < DIM; ++c)
-      union_line<DIM>(pb, pb.warps + ((b * pb.K + k) * DIM + c) * pb.wg.total, z, y, line,
-                      lines + (size_t(k) * DIM + c) * 64);
-  float scales[MAX_SCALES][3];
-  for (int s = 0; s < pb.fg.count; ++s) {
-    const int n = pb.fg.nodes[s];
-    scales[s][0] = DIM == 3 ? node_scale(n, e.D) : 0.0f;
-    scales[s][1] = node_scale(n, e.H);
-    scales[s][2] = node_scale(n, W);
-  }
   const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
   const __m512 pz = _mm512_set1_ps(float(z)), py = _mm512_set1_ps(float(y));
   for (int x0 = 0; x0 < W; x0 += 16) {
@@ -160,22 +387,32 @@ void row_kernel(const Problem& pb, int64_t b, int z, int y, uint8_t* label, floa
     __m512 best = _mm512_set1_ps(-3.0e38f);
     __m512i lab = _mm512_setzero_si512();
     for (int k = 0; k < pb.K; ++k) {
-      const float* lk = lines + size_t(k) * DIM * 64;
+      const float* lk = lines + size_t(k) * DIM * UNION_FLOATS;
       __m512 qz = _mm512_setzero_ps(), qy, qx;
       if (DIM == 3) qz = vclamp(_mm512_add_ps(pz, displacement(lk, j, dx)), float(e.D - 1));
-      qy = vclamp(_mm512_add_ps(py, displacement(lk + (DIM - 2) * 64, j, dx)), float(e.H - 1));
-      qx = vclamp(_mm512_add_ps(px, displacement(lk + (DIM - 1) * 64, j, dx)), float(W - 1));
-      const float* fk = pb.fields + (b * pb.K + k) * pb.fg.total;
-      __m512 score = _mm512_setzero_ps();
-      for (int s = 0; s < pb.fg.count; ++s)
-        score = _mm512_add_ps(score, field<DIM>(fk + pb.fg.offset[s], pb.fg.nodes[s], qz, qy,
-                                                qx, scales[s], valid));
+      qy = vclamp(_mm512_add_ps(py, displacement(lk + (DIM - 2) * UNION_FLOATS, j, dx)),
+                  float(e.H - 1));
+      qx = vclamp(_mm512_add_ps(px, displacement(lk + (DIM - 1) * UNION_FLOATS, j, dx)),
+                  float(W - 1));
+      const __m512 score = fp.score<DIM>(pb, b * pb.K + k, qz, qy, qx, valid);
       // Strictly greater: ties keep the lower label.
       const __mmask16 better = _mm512_cmp_ps_mask(score, best, _CMP_GT_OQ);
       best = _mm512_mask_mov_ps(best, better, score);
       lab = _mm512_mask_mov_epi32(lab, better, _mm512_set1_epi32(k));
     }
     _mm512_mask_cvtepi32_storeu_epi8(label + x0, valid, lab);
+  }
+}
+
+// Rows [y0, y1) of slice z of sample b.
+template <int DIM>
+void unit_kernel(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y0, int y1,
+                 uint8_t* labels, const Scratch& ws) {
+  build_planes<DIM>(pb, b, z, ws);
+  for (int y = y0; y < y1; ++y) {
+    row_lines(pb, y, ws);
+    uint8_t* label = labels + b * pb.ext.voxels() + (int64_t(z) * pb.ext.H + y) * pb.ext.W;
+    row_kernel<DIM>(pb, fp, b, z, y, ws.lines, label);
   }
 }
 
@@ -197,25 +434,28 @@ bool avx512_supports(const Problem& pb) {
   return pb.ext.W >= 2;
 }
 
-size_t avx512_scratch_floats(const Problem& pb) {
-  return LINE + size_t(pb.K) * pb.ext.d * 64;
-}
-
-void perlin_row_avx512(const Problem& pb, int64_t b, int z, int y, uint8_t* label,
-                       float* scratch) {
-  if (pb.ext.d == 3) {
-    row_kernel<3>(pb, b, z, y, label, scratch);
-  } else {
-    row_kernel<2>(pb, b, z, y, label, scratch);
-  }
+void perlin_avx512(const Problem& pb, int64_t batch, uint8_t* labels) {
+  const FieldPlan fp(pb, batch);
+  const int64_t blocks = (pb.ext.H + ROWS_PER_UNIT - 1) / ROWS_PER_UNIT;
+  const int64_t per_sample = int64_t(pb.ext.D) * blocks;
+  parallel_for(batch * per_sample, Scratch::floats(pb), [&](int64_t unit, float* buf) {
+    const Scratch ws(pb, buf);
+    const int64_t b = unit / per_sample, r = unit % per_sample;
+    const int z = int(r / blocks), y0 = int(r % blocks) * ROWS_PER_UNIT;
+    const int y1 = std::min(y0 + ROWS_PER_UNIT, pb.ext.H);
+    if (pb.ext.d == 3) {
+      unit_kernel<3>(pb, fp, b, z, y0, y1, labels, ws);
+    } else {
+      unit_kernel<2>(pb, fp, b, z, y0, y1, labels, ws);
+    }
+  });
 }
 
 #else  // built without AVX-512 support: the portable kernel always runs
 
 bool avx512_available() { return false; }
 bool avx512_supports(const Problem&) { return false; }
-size_t avx512_scratch_floats(const Problem&) { return 0; }
-void perlin_row_avx512(const Problem&, int64_t, int, int, uint8_t*, float*) {}
+void perlin_avx512(const Problem&, int64_t, uint8_t*) {}
 
 #endif
 
