@@ -200,12 +200,14 @@ UnionIntervals::UnionIntervals(int W, const Grids& g) {
   segment.resize(size_t(stride) * S);
   frac0.resize(size_t(stride) * S);
   slope.resize(S);
+  start.resize(stride);
   for (int s = 0; s < S; ++s) slope[s] = node_scale(g.nodes[s], W);
   for (int slot = 0; slot < stride; ++slot) {
     const int j = min_of(slot, count - 1);
     // The cell of each scale is the one holding the interval's midpoint.
     const double end = j + 1 < count ? starts[j + 1] : double(W - 1);
     const double mid = 0.5 * (starts[j] + end);
+    start[slot] = float(starts[j]);
     for (int s = 0; s < S; ++s) {
       const double t = mid * (g.nodes[s] - 1) / (W - 1);
       const int cell = min_of(int(t), g.nodes[s] - 2);

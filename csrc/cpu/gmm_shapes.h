@@ -69,6 +69,7 @@ struct UnionIntervals {
   std::vector<int> segment;   // [S][stride]: cell of scale s on interval j
   std::vector<float> frac0;   // [S][stride]: fraction of that cell at the interval start
   std::vector<float> slope;   // [S]: (m_s - 1) / (W - 1), cell fraction per voxel
+  std::vector<float> start;   // [stride]: first column of interval j (padded with the last)
   std::vector<int> column_j;  // [W padded to 16]: interval of each column
   std::vector<float> column_dx;  // [W padded]: x - start of its interval
 

@@ -298,8 +298,8 @@ struct UnionLine {
   }
 };
 
-// u at 16 columns of union intervals j, offsets dx: alpha_j + beta_j dx.
-inline __m512 displacement(const float* ab, __m512i j, __m512 dx) {
+// Warped position at 16 columns of union intervals j, offsets dx: alpha_j + beta_j dx.
+inline __m512 position(const float* ab, __m512i j, __m512 dx) {
   const __m512 alpha = lookup(_mm512_loadu_ps(ab), _mm512_loadu_ps(ab + 16), j);
   const __m512 beta = lookup(_mm512_loadu_ps(ab + 32), _mm512_loadu_ps(ab + 48), j);
   return _mm512_fmadd_ps(beta, dx, alpha);
@@ -360,13 +360,30 @@ void build_planes(const Problem& pb, int64_t b, int z, const Scratch& ws) {
   }
 }
 
-// Warp lines of every (label, axis) at row y: the scales' node rows lerped along H and summed.
-void row_lines(const Problem& pb, int y, const Scratch& ws) {
-  for (int kc = 0; kc < pb.K * pb.ext.d; ++kc) {
+// Warped-position lines of every (label, axis) at row (z, y): the scales' node rows lerped
+// along H and summed, plus the voxel's own coordinate (z, y, or x = start_j + dx), so that
+// 16 positions cost one FMA per axis.
+template <int DIM>
+void row_lines(const Problem& pb, int z, int y, const Scratch& ws) {
+  const __m512 start0 = _mm512_loadu_ps(&pb.wu.start[0]);
+  const __m512 start1 = _mm512_loadu_ps(&pb.wu.start[16]);
+  const __m512 one = _mm512_set1_ps(1.0f);
+  for (int kc = 0; kc < pb.K * DIM; ++kc) {
     UnionLine form;
     for (int s = 0; s < pb.wg.count; ++s) {
       const AxisLerp cy = pb.wy.at(s, y);
       form.add_lerp(ws.node_row(kc, s, cy.i0), ws.node_row(kc, s, cy.i0 + 1), cy.f);
+    }
+    const int axis = kc % DIM + 3 - DIM;  // 0: D, 1: H, 2: W
+    if (axis == 2) {
+      form.r[0] = _mm512_add_ps(form.r[0], start0);
+      form.r[1] = _mm512_add_ps(form.r[1], start1);
+      form.r[2] = _mm512_add_ps(form.r[2], one);
+      form.r[3] = _mm512_add_ps(form.r[3], one);
+    } else {
+      const __m512 p = _mm512_set1_ps(float(axis == 0 ? z : y));
+      form.r[0] = _mm512_add_ps(form.r[0], p);
+      form.r[1] = _mm512_add_ps(form.r[1], p);
     }
     form.store(ws.lines + size_t(kc) * UNION_FLOATS);
   }
@@ -377,11 +394,8 @@ void row_kernel(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y,
                 const float* lines, uint8_t* label) {
   const Extent& e = pb.ext;
   const int W = e.W;
-  const __m512 iota = _mm512_setr_ps(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-  const __m512 pz = _mm512_set1_ps(float(z)), py = _mm512_set1_ps(float(y));
   for (int x0 = 0; x0 < W; x0 += 16) {
     const __mmask16 valid = low_lanes(W - x0);
-    const __m512 px = _mm512_add_ps(_mm512_set1_ps(float(x0)), iota);
     const __m512i j = _mm512_loadu_si512(&pb.wu.column_j[x0]);
     const __m512 dx = _mm512_loadu_ps(&pb.wu.column_dx[x0]);
     __m512 best = _mm512_set1_ps(-3.0e38f);
@@ -389,11 +403,9 @@ void row_kernel(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y,
     for (int k = 0; k < pb.K; ++k) {
       const float* lk = lines + size_t(k) * DIM * UNION_FLOATS;
       __m512 qz = _mm512_setzero_ps(), qy, qx;
-      if (DIM == 3) qz = vclamp(_mm512_add_ps(pz, displacement(lk, j, dx)), float(e.D - 1));
-      qy = vclamp(_mm512_add_ps(py, displacement(lk + (DIM - 2) * UNION_FLOATS, j, dx)),
-                  float(e.H - 1));
-      qx = vclamp(_mm512_add_ps(px, displacement(lk + (DIM - 1) * UNION_FLOATS, j, dx)),
-                  float(W - 1));
+      if (DIM == 3) qz = vclamp(position(lk, j, dx), float(e.D - 1));
+      qy = vclamp(position(lk + (DIM - 2) * UNION_FLOATS, j, dx), float(e.H - 1));
+      qx = vclamp(position(lk + (DIM - 1) * UNION_FLOATS, j, dx), float(W - 1));
       const __m512 score = fp.score<DIM>(pb, b * pb.K + k, qz, qy, qx, valid);
       // Strictly greater: ties keep the lower label.
       const __mmask16 better = _mm512_cmp_ps_mask(score, best, _CMP_GT_OQ);
@@ -410,7 +422,7 @@ void unit_kernel(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y
                  uint8_t* labels, const Scratch& ws) {
   build_planes<DIM>(pb, b, z, ws);
   for (int y = y0; y < y1; ++y) {
-    row_lines(pb, y, ws);
+    row_lines<DIM>(pb, z, y, ws);
     uint8_t* label = labels + b * pb.ext.voxels() + (int64_t(z) * pb.ext.H + y) * pb.ext.W;
     row_kernel<DIM>(pb, fp, b, z, y, ws.lines, label);
   }
