@@ -110,16 +110,6 @@ struct UnionAxis {
     return true;
   }
 
-  // Below N - 1 no scale counts past its interior nodes; at N - 1 each counts one more, and
-  // the final min brings the sum back to the last cell.
-  RASD_INLINE void cell(__m512 q, __m512i& i, __m512& f) const {
-    __m512i c = _mm512_cvttps_epi32(_mm512_mul_ps(q, _mm512_set1_ps(scale[0])));
-    for (int s = 1; s < scales; ++s)
-      c = _mm512_add_epi32(c, _mm512_cvttps_epi32(_mm512_mul_ps(q, _mm512_set1_ps(scale[s]))));
-    i = _mm512_min_epi32(c, _mm512_set1_epi32(count - 2));
-    f = _mm512_fmadd_ps(q, _mm512_permutexvar_ps(i, _mm512_load_ps(inv_len)),
-                        _mm512_permutexvar_ps(i, _mm512_load_ps(neg_start)));
-  }
 };
 
 // Cells of 16 positions on the three axes of a grid.
@@ -128,11 +118,20 @@ struct Cells {
   __m512 fz, fy, fx;
 };
 
+// An n^DIM grid's row length and the load masks of a block of two rows (2n <= 32 floats).
+struct GridShape {
+  int n = 2;
+  __mmask16 lo = 0, hi = 0;
+  GridShape() = default;
+  explicit GridShape(int nodes) : n(nodes), lo(low_lanes(2 * nodes)), hi(low_lanes(2 * nodes - 16)) {}
+};
+
 // Lerp along W inside a block of two grid rows held in (lo, hi): row r of the block starts at
 // r * n; ix is the cell of each lane.
 struct RowPair {
   __m512 lo, hi;
-  RowPair(const float* p, int n) { load_short(p, 2 * n, lo, hi); }
+  RowPair(const float* p, const GridShape& gs)
+      : lo(_mm512_maskz_loadu_ps(gs.lo, p)), hi(_mm512_maskz_loadu_ps(gs.hi, p + 16)) {}
   __m512 at(__m512i i0, __m512i i1, __m512 fx) const {
     return vlerp(lookup(lo, hi, i0), lookup(lo, hi, i1), fx);
   }
@@ -141,7 +140,9 @@ struct RowPair {
 // An n^DIM grid (n <= 16) at 16 positions given by their cells: one pass per distinct (D, H)
 // cell among the valid lanes.
 template <int DIM>
-RASD_INLINE __m512 interpolate(const float* g, int n, const Cells& c, __mmask16 valid) {
+RASD_INLINE __m512 interpolate(const float* g, const GridShape& gs, const Cells& c,
+                               __mmask16 valid) {
+  const int n = gs.n;
   const __m512i vn = _mm512_set1_epi32(n), one = _mm512_set1_epi32(1);
   // Row (z, y) of the grid, as an index of rows of n floats.
   const __m512i row = _mm512_add_epi32(_mm512_mullo_epi32(c.iz, vn), c.iy);
@@ -156,11 +157,11 @@ RASD_INLINE __m512 interpolate(const float* g, int n, const Cells& c, __mmask16 
     const int r0 = rows[__builtin_ctz(todo)];
     const __mmask16 same = _mm512_mask_cmpeq_epi32_mask(__mmask16(todo), row,
                                                          _mm512_set1_epi32(r0));
-    const RowPair near(g + size_t(r0) * n, n);  // rows (z, y) and (z, y + 1)
+    const RowPair near(g + size_t(r0) * n, gs);  // rows (z, y) and (z, y + 1)
     const __m512 c0 = vlerp(near.at(c.ix, ix1, c.fx), near.at(ixn, ixn1, c.fx), c.fy);
     __m512 v = c0;
     if (DIM == 3) {
-      const RowPair far(g + (size_t(r0) + n) * n, n);  // rows (z + 1, y), (z + 1, y + 1)
+      const RowPair far(g + (size_t(r0) + n) * n, gs);  // rows (z + 1, y), (z + 1, y + 1)
       const __m512 c1 = vlerp(far.at(c.ix, ix1, c.fx), far.at(ixn, ixn1, c.fx), c.fy);
       v = vlerp(c0, c1, c.fz);
     }
@@ -238,30 +239,77 @@ struct FieldPlan {
     }
     return v;
   }
+};
 
-  // Score of label k of sample b at 16 clamped positions.
+// What the row kernel reads to score a label, copied into its own frame: read through a
+// reference, every table would be reloaded after each store to the label row (a uint8_t store
+// may alias anything). S > 0: the merged grid of S scales; S == 0: the scales one by one.
+template <int S>
+struct FieldLookup {
+  // Merged: cells from the per-scale node counts (see UnionAxis), fractions from tables.
+  GridShape merged_shape;
+  float cut[3][S > 0 ? S : 1] = {};
+  __m512 inv[3], neg[3];
+  __m512i last_cell;
+  const float* table;
+  int64_t per_label;
+  // One by one.
+  int count;
+  GridShape shape[MAX_SCALES];
+  float scale[MAX_SCALES][3];
+  int64_t offset[MAX_SCALES], total;
+  const float* fields;
+
+  FieldLookup(const Problem& pb, const FieldPlan& fp)
+      : table(fp.sum.data()), per_label(fp.per_label), count(pb.fg.count),
+        total(pb.fg.total), fields(pb.fields) {
+    const int u = fp.axis[2].count;
+    merged_shape = GridShape(u);
+    last_cell = _mm512_set1_epi32(u - 2);
+    for (int a = 0; a < 3; ++a) {
+      inv[a] = _mm512_load_ps(fp.axis[a].inv_len);
+      neg[a] = _mm512_load_ps(fp.axis[a].neg_start);
+      for (int s = 0; s < S; ++s) cut[a][s] = fp.axis[a].scale[s];
+    }
+    for (int s = 0; s < count; ++s) {
+      shape[s] = GridShape(pb.fg.nodes[s]);
+      offset[s] = pb.fg.offset[s];
+      for (int a = 0; a < 3; ++a) scale[s][a] = fp.scale[s][a];
+    }
+  }
+
+  // Below N - 1 no scale counts past its interior nodes; at N - 1 each counts one more, and
+  // the min brings the sum back to the last cell.
+  RASD_INLINE void merged_cell(int a, __m512 q, __m512i& i, __m512& f) const {
+    __m512i c = _mm512_cvttps_epi32(_mm512_mul_ps(q, _mm512_set1_ps(cut[a][0])));
+    for (int s = 1; s < S; ++s)
+      c = _mm512_add_epi32(c, _mm512_cvttps_epi32(_mm512_mul_ps(q, _mm512_set1_ps(cut[a][s]))));
+    i = _mm512_min_epi32(c, last_cell);
+    f = _mm512_fmadd_ps(q, _mm512_permutexvar_ps(i, inv[a]), _mm512_permutexvar_ps(i, neg[a]));
+  }
+
+  // Score of label bk (sample b, label k) at 16 clamped positions.
   template <int DIM>
-  RASD_INLINE __m512 score(const Problem& pb, int64_t bk, __m512 qz, __m512 qy, __m512 qx,
-               __mmask16 valid) const {
+  RASD_INLINE __m512 score(int64_t bk, __m512 qz, __m512 qy, __m512 qx, __mmask16 valid) const {
     Cells c;
     c.iz = _mm512_setzero_si512();
     c.fz = _mm512_setzero_ps();
-    if (merged) {
-      if (DIM == 3) axis[0].cell(qz, c.iz, c.fz);
-      axis[1].cell(qy, c.iy, c.fy);
-      axis[2].cell(qx, c.ix, c.fx);
-      return interpolate<DIM>(sum.data() + bk * per_label, axis[2].count, c, valid);
+    if constexpr (S > 0) {
+      if (DIM == 3) merged_cell(0, qz, c.iz, c.fz);
+      merged_cell(1, qy, c.iy, c.fy);
+      merged_cell(2, qx, c.ix, c.fx);
+      return interpolate<DIM>(table + bk * per_label, merged_shape, c, valid);
     }
-    const float* fk = pb.fields + bk * pb.fg.total;
-    __m512 total = _mm512_setzero_ps();
-    for (int s = 0; s < pb.fg.count; ++s) {
-      const int n = pb.fg.nodes[s];
+    const float* fk = fields + bk * total;
+    __m512 sum = _mm512_setzero_ps();
+    for (int s = 0; s < count; ++s) {
+      const int n = shape[s].n;
       if (DIM == 3) uniform_cell(qz, scale[s][0], n, c.iz, c.fz);
       uniform_cell(qy, scale[s][1], n, c.iy, c.fy);
       uniform_cell(qx, scale[s][2], n, c.ix, c.fx);
-      total = _mm512_add_ps(total, interpolate<DIM>(fk + pb.fg.offset[s], n, c, valid));
+      sum = _mm512_add_ps(sum, interpolate<DIM>(fk + offset[s], shape[s], c, valid));
     }
-    return total;
+    return sum;
   }
 };
 
@@ -389,9 +437,9 @@ void row_lines(const Problem& pb, int z, int y, const Scratch& ws) {
   }
 }
 
-template <int DIM>
-void row_kernel(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y,
-                const float* lines, uint8_t* label) {
+template <int DIM, int S>
+void row_kernel(const Problem& pb, const FieldLookup<S>& field, int64_t b, const float* lines,
+                uint8_t* label) {
   const Extent& e = pb.ext;
   const int W = e.W;
   for (int x0 = 0; x0 < W; x0 += 16) {
@@ -406,7 +454,7 @@ void row_kernel(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y,
       if (DIM == 3) qz = vclamp(position(lk, j, dx), float(e.D - 1));
       qy = vclamp(position(lk + (DIM - 2) * UNION_FLOATS, j, dx), float(e.H - 1));
       qx = vclamp(position(lk + (DIM - 1) * UNION_FLOATS, j, dx), float(W - 1));
-      const __m512 score = fp.score<DIM>(pb, b * pb.K + k, qz, qy, qx, valid);
+      const __m512 score = field.template score<DIM>(b * pb.K + k, qz, qy, qx, valid);
       // Strictly greater: ties keep the lower label.
       const __mmask16 better = _mm512_cmp_ps_mask(score, best, _CMP_GT_OQ);
       best = _mm512_mask_mov_ps(best, better, score);
@@ -417,14 +465,30 @@ void row_kernel(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y,
 }
 
 // Rows [y0, y1) of slice z of sample b.
-template <int DIM>
+template <int DIM, int S>
 void unit_kernel(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y0, int y1,
                  uint8_t* labels, const Scratch& ws) {
+  const FieldLookup<S> field(pb, fp);
   build_planes<DIM>(pb, b, z, ws);
   for (int y = y0; y < y1; ++y) {
     row_lines<DIM>(pb, z, y, ws);
     uint8_t* label = labels + b * pb.ext.voxels() + (int64_t(z) * pb.ext.H + y) * pb.ext.W;
-    row_kernel<DIM>(pb, fp, b, z, y, ws.lines, label);
+    row_kernel<DIM, S>(pb, field, b, ws.lines, label);
+  }
+}
+
+// The merged field of 2 or 3 scales has its own instances (the default configs); any other
+// count takes the scale-by-scale path.
+template <int DIM>
+void unit_dispatch(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y0, int y1,
+                   uint8_t* labels, const Scratch& ws) {
+  const int merged = fp.merged ? pb.fg.count : 0;
+  if (merged == 2) {
+    unit_kernel<DIM, 2>(pb, fp, b, z, y0, y1, labels, ws);
+  } else if (merged == 3) {
+    unit_kernel<DIM, 3>(pb, fp, b, z, y0, y1, labels, ws);
+  } else {
+    unit_kernel<DIM, 0>(pb, fp, b, z, y0, y1, labels, ws);
   }
 }
 
@@ -456,9 +520,9 @@ void perlin_avx512(const Problem& pb, int64_t batch, uint8_t* labels) {
     const int z = int(r / blocks), y0 = int(r % blocks) * ROWS_PER_UNIT;
     const int y1 = std::min(y0 + ROWS_PER_UNIT, pb.ext.H);
     if (pb.ext.d == 3) {
-      unit_kernel<3>(pb, fp, b, z, y0, y1, labels, ws);
+      unit_dispatch<3>(pb, fp, b, z, y0, y1, labels, ws);
     } else {
-      unit_kernel<2>(pb, fp, b, z, y0, y1, labels, ws);
+      unit_dispatch<2>(pb, fp, b, z, y0, y1, labels, ws);
     }
   });
 }
