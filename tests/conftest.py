@@ -54,6 +54,19 @@ def generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def random_blob_params(shape, K: int, batch: int, g: torch.Generator) -> torch.Tensor:
+    """Blob parameters [batch, K, blob_param_count(d)] as params.draw_anatomy makes them:
+    centres inside the volume, positive definite precisions of a few voxels, log weights."""
+    d = len(shape)
+    size = torch.tensor(shape, dtype=torch.float32)
+    centre = torch.rand(batch, K, d, generator=g) * (size - 1)
+    a = torch.randn(batch, K, d, d, generator=g) / size.max()
+    precision = a @ a.transpose(-1, -2) + torch.eye(d) / size.max() ** 2
+    rows, cols = torch.triu_indices(d, d)
+    log_w = torch.log(0.5 + 0.5 * torch.rand(batch, K, 1, generator=g))
+    return torch.cat([centre, precision[..., rows, cols], log_w], -1)
+
+
 # Labels may differ from the float64 reference only where its two best scores are closer than
 # TIE_MARGIN (float32 interpolation of O(1) fields carries ~1e-6 error), and on at most
 # MAX_TIE_FRACTION of the voxels.

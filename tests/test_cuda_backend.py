@@ -33,7 +33,7 @@ from rasd_kernels.backends import cuda
 from rasd_kernels.params import grid_total, scalar_count, scalar_slices
 from rasd_kernels.reference import philox
 
-from conftest import MAX_TIE_FRACTION, assert_labels_match, generator
+from conftest import MAX_TIE_FRACTION, assert_labels_match, generator, random_blob_params
 
 ROOT = Path(__file__).resolve().parent.parent
 CSRC = ROOT / "csrc"
@@ -309,13 +309,7 @@ def perlin_inputs(shape, K, field_nodes, warp_nodes, seed, batch=2):
 def blob_inputs(shape, K, warp_nodes, seed, batch=2):
     g = generator(seed)
     d = len(shape)
-    size = torch.tensor(shape, dtype=torch.float32)
-    centre = torch.rand(batch, K, d, generator=g) * (size - 1)
-    a = torch.randn(batch, K, d, d, generator=g) / size.max()
-    precision = a @ a.transpose(-1, -2) + torch.eye(d) / size.max() ** 2
-    rows, cols = torch.triu_indices(d, d)
-    log_w = torch.log(0.5 + 0.5 * torch.rand(batch, K, 1, generator=g))
-    fields = torch.cat([centre, precision[..., rows, cols], log_w], -1)
+    fields = random_blob_params(shape, K, batch, g)
     warps = 2.0 * torch.randn(batch, 1, d, grid_total(warp_nodes, d), generator=g)
     return fields, warps
 

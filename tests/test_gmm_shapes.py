@@ -6,7 +6,7 @@ import torch
 from rasd_kernels.ops import gmm_shapes
 from rasd_kernels.params import blob_param_count, grid_total
 
-from conftest import assert_labels_match, generator
+from conftest import assert_labels_match, generator, random_blob_params
 
 CASES = [  # (shape, K, field nodes, warp nodes, mode)
     ((7, 9, 11), 3, [4, 3], [5, 3], "perlin"),
@@ -30,13 +30,7 @@ def random_inputs(shape, K, field_nodes, warp_nodes, mode, seed, batch=2):
     if mode == "perlin":
         fields = torch.randn(batch, K, grid_total(field_nodes, d), generator=g)
     else:
-        size = torch.tensor(shape, dtype=torch.float32)
-        centre = torch.rand(batch, K, d, generator=g) * (size - 1)
-        a = torch.randn(batch, K, d, d, generator=g) / size.max()
-        precision = a @ a.transpose(-1, -2) + torch.eye(d) / size.max() ** 2
-        rows, cols = torch.triu_indices(d, d)
-        log_w = torch.log(0.5 + 0.5 * torch.rand(batch, K, 1, generator=g))
-        fields = torch.cat([centre, precision[..., rows, cols], log_w], -1)
+        fields = random_blob_params(shape, K, batch, g)
         assert fields.shape[-1] == blob_param_count(d)
     return fields, warps
 
