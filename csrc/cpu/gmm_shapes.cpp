@@ -248,7 +248,8 @@ void gmm_shapes(uint8_t* labels, const float* fields, const float* warps, int64_
                    AxisTable(ext.D, wg),
                    AxisTable(ext.H, wg),
                    AxisTable(ext.W, wg),
-                   UnionIntervals(ext.W, wg)};
+                   UnionIntervals(ext.W, wg),
+                   UnionIntervals(ext.H, wg)};
   begin_call();
   if (!blobs && wide_allowed.load() && avx512_available() && avx512_supports(pb)) {
     perlin_avx512(pb, batch, labels);

@@ -84,6 +84,7 @@ struct Problem {
   Grids fg, wg;
   AxisTable wz, wy, wx;  // warp cells along D, H, W
   UnionIntervals wu;     // warp union intervals along W
+  UnionIntervals wuy;    // the same along H (its columns are rows)
 };
 
 // Contract one warp grid of scale s over the row's (z, y) cell: line[j] for j < n.

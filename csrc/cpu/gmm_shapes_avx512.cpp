@@ -5,9 +5,9 @@
 // work that does not depend on the voxel is hoisted as far out as it goes:
 //  - warps: between consecutive node positions of *any* warp scale along W (a union interval)
 //    every scale is linear in x, so a warp line is alpha_j + beta_j (x - start_j). Each node
-//    row of each grid is turned into that form once per unit of rows (after the lerp along D),
-//    a row of voxels then needs one lerp along H per scale, and 16 voxels need two permutes
-//    and one FMA per (label, axis);
+//    row of each grid is turned into that form once per unit of rows (after the lerp along D)
+//    and the scales are summed the same way along H, so a row of voxels needs one FMA per
+//    register of its warp lines, and 16 voxels two permutes and one FMA per (label, axis);
 //  - fields: when the interior nodes of the field scales are distinct, their sum is
 //    multilinear on the union of their nodes, so it is tabulated there once per (sample,
 //    label) and each voxel interpolates one grid instead of one per scale. The warped
@@ -341,6 +341,20 @@ struct UnionLine {
     for (int i = 0; i < 4; ++i)
       r[i] = _mm512_add_ps(r[i], vlerp(_mm512_loadu_ps(a + 16 * i), _mm512_loadu_ps(b + 16 * i), vf));
   }
+  // += (b - a) * scale.
+  void add_difference(const float* a, const float* b, float scale) {
+    const __m512 vs = _mm512_set1_ps(scale);
+    for (int i = 0; i < 4; ++i)
+      r[i] = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_loadu_ps(b + 16 * i), _mm512_loadu_ps(a + 16 * i)),
+                             vs, r[i]);
+  }
+  // += start + step * t.
+  void add_step(const float* start, const float* step, float t) {
+    const __m512 vt = _mm512_set1_ps(t);
+    for (int i = 0; i < 4; ++i)
+      r[i] = _mm512_add_ps(r[i], _mm512_fmadd_ps(_mm512_loadu_ps(step + 16 * i), vt,
+                                                 _mm512_loadu_ps(start + 16 * i)));
+  }
   void store(float* out) const {
     for (int i = 0; i < 4; ++i) _mm512_storeu_ps(out + 16 * i, r[i]);
   }
@@ -353,40 +367,69 @@ inline __m512 position(const float* ab, __m512i j, __m512 dx) {
   return _mm512_fmadd_ps(beta, dx, alpha);
 }
 
-// Scratch of one thread: the union forms of every warp node row along H at the unit's slice
-// ([K][DIM][node rows][64]), one row's warp lines ([K][DIM][64]) and one lerped grid plane.
+// Scratch of one thread, for one unit of rows at slice z:
+//  - planes: the union form along W of every warp node row along H ([K][DIM][node rows][64]);
+//  - rows: their sum over the scales in union form along H as well: per union interval jy of
+//    H, the form at its first row and its change per row ([K][DIM][J_H][2][64]), so that a row
+//    of voxels needs one FMA per register for its warp lines;
+//  - lines: one row's warp lines ([K][DIM][64]); plane: one grid plane lerped along D.
 struct Scratch {
   int node_rows = 0;  // sum of the warp scales' nodes
   int row_offset[MAX_SCALES] = {};
+  int intervals = 0;  // J_H
   float* planes;
+  float* rows;
   float* lines;
   float* plane;
 
   static size_t floats(const Problem& pb) {
-    int rows = 0;
-    for (int s = 0; s < pb.wg.count; ++s) rows += pb.wg.nodes[s];
+    int node_rows = 0;
+    for (int s = 0; s < pb.wg.count; ++s) node_rows += pb.wg.nodes[s];
     const size_t per_kc = size_t(pb.K) * pb.ext.d;
-    return per_kc * rows * UNION_FLOATS + per_kc * UNION_FLOATS +
+    return per_kc * (node_rows + 2 * pb.wuy.count + 1) * UNION_FLOATS +
            size_t(pb.wg.max_nodes) * pb.wg.max_nodes;
   }
-  Scratch(const Problem& pb, float* buf) {
+  Scratch(const Problem& pb, float* buf) : intervals(pb.wuy.count) {
     for (int s = 0; s < pb.wg.count; ++s) {
       row_offset[s] = node_rows;
       node_rows += pb.wg.nodes[s];
     }
     const size_t per_kc = size_t(pb.K) * pb.ext.d;
     planes = buf;
-    lines = planes + per_kc * node_rows * UNION_FLOATS;
+    rows = planes + per_kc * node_rows * UNION_FLOATS;
+    lines = rows + per_kc * 2 * intervals * UNION_FLOATS;
     plane = lines + per_kc * UNION_FLOATS;
   }
   float* node_row(int kc, int s, int yi) const {
     return planes + (size_t(kc) * node_rows + row_offset[s] + yi) * UNION_FLOATS;
   }
+  float* interval_form(int kc, int jy) const {  // [2][64]: form at the first row, per row
+    return rows + (size_t(kc) * intervals + jy) * 2 * UNION_FLOATS;
+  }
 };
 
-// Union forms of every node row along H of every warp grid of sample b at slice z.
+// The forms of the union intervals along H that rows [y0, y1) fall in, from the node rows:
+// every scale is linear in y on such an interval.
+void build_interval_forms(const Problem& pb, int kc, int y0, int y1, const Scratch& ws) {
+  const UnionIntervals& u = pb.wuy;
+  for (int jy = u.column_j[y0]; jy <= u.column_j[y1 - 1]; ++jy) {
+    UnionLine start, step;
+    for (int s = 0; s < pb.wg.count; ++s) {
+      const int cell = u.segment[size_t(s) * u.stride + jy];
+      const float f0 = u.frac0[size_t(s) * u.stride + jy];
+      start.add_lerp(ws.node_row(kc, s, cell), ws.node_row(kc, s, cell + 1), f0);
+      step.add_difference(ws.node_row(kc, s, cell), ws.node_row(kc, s, cell + 1), u.slope[s]);
+    }
+    float* out = ws.interval_form(kc, jy);
+    start.store(out);
+    step.store(out + UNION_FLOATS);
+  }
+}
+
+// Union forms along W of every node row along H of every warp grid of sample b at slice z,
+// then the interval forms along H of rows [y0, y1).
 template <int DIM>
-void build_planes(const Problem& pb, int64_t b, int z, const Scratch& ws) {
+void build_planes(const Problem& pb, int64_t b, int z, int y0, int y1, const Scratch& ws) {
   for (int kc = 0; kc < pb.K * DIM; ++kc) {
     const float* grid = pb.warps + (b * pb.K * DIM + kc) * pb.wg.total;
     for (int s = 0; s < pb.wg.count; ++s) {
@@ -405,23 +448,24 @@ void build_planes(const Problem& pb, int64_t b, int z, const Scratch& ws) {
         form.store(ws.node_row(kc, s, yi));
       }
     }
+    build_interval_forms(pb, kc, y0, y1, ws);
   }
 }
 
-// Warped-position lines of every (label, axis) at row (z, y): the scales' node rows lerped
-// along H and summed, plus the voxel's own coordinate (z, y, or x = start_j + dx), so that
+// Warped-position lines of every (label, axis) at row (z, y): the interval form along H at
+// the row, plus the voxel's own coordinate (z, y, or x = start_j + dx), so that
 // 16 positions cost one FMA per axis.
 template <int DIM>
 void row_lines(const Problem& pb, int z, int y, const Scratch& ws) {
   const __m512 start0 = _mm512_loadu_ps(&pb.wu.start[0]);
   const __m512 start1 = _mm512_loadu_ps(&pb.wu.start[16]);
   const __m512 one = _mm512_set1_ps(1.0f);
+  const int jy = pb.wuy.column_j[y];
+  const float dy = pb.wuy.column_dx[y];
   for (int kc = 0; kc < pb.K * DIM; ++kc) {
     UnionLine form;
-    for (int s = 0; s < pb.wg.count; ++s) {
-      const AxisLerp cy = pb.wy.at(s, y);
-      form.add_lerp(ws.node_row(kc, s, cy.i0), ws.node_row(kc, s, cy.i0 + 1), cy.f);
-    }
+    const float* f = ws.interval_form(kc, jy);
+    form.add_step(f, f + UNION_FLOATS, dy);
     const int axis = kc % DIM + 3 - DIM;  // 0: D, 1: H, 2: W
     if (axis == 2) {
       form.r[0] = _mm512_add_ps(form.r[0], start0);
@@ -469,7 +513,7 @@ template <int DIM, int S>
 void unit_kernel(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y0, int y1,
                  uint8_t* labels, const Scratch& ws) {
   const FieldLookup<S> field(pb, fp);
-  build_planes<DIM>(pb, b, z, ws);
+  build_planes<DIM>(pb, b, z, y0, y1, ws);
   for (int y = y0; y < y1; ++y) {
     row_lines<DIM>(pb, z, y, ws);
     uint8_t* label = labels + b * pb.ext.voxels() + (int64_t(z) * pb.ext.H + y) * pb.ext.W;
