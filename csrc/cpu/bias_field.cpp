@@ -39,12 +39,19 @@ void bias_line(const BiasLattice& lattice, const SplineCell& cz, const SplineCel
 
 // psi on columns [x0, x1) of one lattice cell, whose four line values are c0..c3: they are
 // constant along the run, so no per-voxel lookup.
+// All runs of a row in one call: the runs are short (one lattice cell, 11 to 23 voxels), so
+// one dispatch of the cloned function per row rather than per run.
 RASD_CPU_CLONES
-void expand_run(const float* RASD_RESTRICT wx, int W, int x0, int x1, float c0, float c1,
-                float c2, float c3, float* RASD_RESTRICT out) {
+void expand_runs(const float* RASD_RESTRICT wx, int W, const int* RASD_RESTRICT run_start,
+                 int runs, const int* RASD_RESTRICT run_nodes, const float* RASD_RESTRICT line,
+                 float* RASD_RESTRICT out) {
+  for (int j = 0; j < runs; ++j) {
+    const int* n = run_nodes + 4 * j;
+    const float c0 = line[n[0]], c1 = line[n[1]], c2 = line[n[2]], c3 = line[n[3]];
 #pragma omp simd
-  for (int x = x0; x < x1; ++x)
-    out[x] = bias_taps(wx[x], wx[W + x], wx[2 * W + x], wx[3 * W + x], c0, c1, c2, c3);
+    for (int x = run_start[j]; x < run_start[j + 1]; ++x)
+      out[x] = bias_taps(wx[x], wx[W + x], wx[2 * W + x], wx[3 * W + x], c0, c1, c2, c3);
+  }
 }
 
 }  // namespace
@@ -58,11 +65,8 @@ void BiasRows::row(int z, int y, float* out) const {
   } else {
     bias_line<2>(lattice_, cz, cy, line);
   }
-  for (size_t j = 0; j + 1 < run_start_.size(); ++j) {
-    const int* n = &run_nodes_[4 * j];
-    expand_run(wx_.data(), ext_.W, run_start_[j], run_start_[j + 1], line[n[0]], line[n[1]],
-               line[n[2]], line[n[3]], out);
-  }
+  expand_runs(wx_.data(), ext_.W, run_start_.data(), int(run_start_.size()) - 1,
+              run_nodes_.data(), line, out);
 }
 
 namespace {
