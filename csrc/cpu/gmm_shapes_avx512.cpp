@@ -9,11 +9,13 @@
 //    and the scales are summed the same way along H, so a row of voxels needs one FMA per
 //    register of its warp lines, and 16 voxels two permutes and one FMA per (label, axis);
 //  - fields: when the interior nodes of the field scales are distinct, their sum is
-//    multilinear on the union of their nodes, so it is tabulated there once per (sample,
-//    label) and each voxel interpolates one grid instead of one per scale. The warped
-//    positions of 16 neighbouring voxels fall in one or two (D, H) cells; for each distinct
-//    cell its two grid rows (2n <= 32 floats) are loaded into registers and the W-neighbours
-//    of every lane are permutes.
+//    multilinear on each cell of the union of their nodes, so it is tabulated once per
+//    (sample, label) as the eight polynomial coefficients of every cell, and a voxel evaluates
+//    one polynomial instead of one trilinear interpolation per scale. The warped positions of
+//    16 neighbouring voxels fall in one or two (D, H) cell rows; for each distinct one, each
+//    coefficient of its cells along W is one register and every lane's is a permute.
+//    Other field configurations interpolate the scales one by one the same way, from their
+//    grid rows.
 // This file is compiled with AVX-512 flags and only called when the CPU has them.
 #include <immintrin.h>
 
@@ -123,7 +125,8 @@ struct GridShape {
   int n = 2;
   __mmask16 lo = 0, hi = 0;
   GridShape() = default;
-  explicit GridShape(int nodes) : n(nodes), lo(low_lanes(2 * nodes)), hi(low_lanes(2 * nodes - 16)) {}
+  explicit GridShape(int nodes)
+      : n(nodes), lo(low_lanes(2 * nodes)), hi(low_lanes(2 * nodes - 16)) {}
 };
 
 // Lerp along W inside a block of two grid rows held in (lo, hi): row r of the block starts at
@@ -171,12 +174,51 @@ RASD_INLINE __m512 interpolate(const float* g, const GridShape& gs, const Cells&
   return out;
 }
 
-// The field scales of one problem: either their sum tabulated on the union of their nodes
-// (one grid per (sample, label)), or the scales one by one.
+// The merged field at 16 positions from its coefficient table: one pass per distinct (D, H)
+// cell row among the valid lanes, each coefficient of that row's cells one register.
+template <int DIM>
+RASD_INLINE __m512 merged_value(const float* table, int C, const Cells& c, __mmask16 valid) {
+  const __m512i row = _mm512_add_epi32(_mm512_mullo_epi32(c.iz, _mm512_set1_epi32(C)), c.iy);
+  alignas(64) int rows[16];
+  _mm512_store_si512(rows, row);
+  __m512 out = _mm512_setzero_ps();
+  unsigned todo = valid;
+  while (todo) {
+    const int r0 = rows[__builtin_ctz(todo)];
+    const __mmask16 same = _mm512_mask_cmpeq_epi32_mask(__mmask16(todo), row,
+                                                         _mm512_set1_epi32(r0));
+    const float* p = table + int64_t(r0) * (1 << DIM) * 16;
+    auto coefficient = [&](int i) {
+      return _mm512_permutexvar_ps(c.ix, _mm512_loadu_ps(p + 16 * i));
+    };
+    __m512 v;
+    if (DIM == 3) {
+      const __m512 x_part = _mm512_fmadd_ps(
+          c.fz, _mm512_fmadd_ps(c.fy, coefficient(7), coefficient(5)),
+          _mm512_fmadd_ps(c.fy, coefficient(4), coefficient(1)));
+      const __m512 rest = _mm512_fmadd_ps(
+          c.fy, _mm512_fmadd_ps(c.fz, coefficient(6), coefficient(2)),
+          _mm512_fmadd_ps(c.fz, coefficient(3), coefficient(0)));
+      v = _mm512_fmadd_ps(c.fx, x_part, rest);
+    } else {
+      v = _mm512_fmadd_ps(c.fx, _mm512_fmadd_ps(c.fy, coefficient(3), coefficient(1)),
+                          _mm512_fmadd_ps(c.fy, coefficient(2), coefficient(0)));
+    }
+    out = _mm512_mask_mov_ps(out, same, v);
+    todo &= ~unsigned(same);
+  }
+  return out;
+}
+
+// The field scales of one problem: either their sum on the union of their nodes, as
+// polynomial coefficients per cell (one table per (sample, label)), or the scales one by one.
 struct FieldPlan {
   bool merged = false;
-  UnionAxis axis[3];      // D, H, W (D unused in 2D)
-  std::vector<float> sum;  // [B][K][U_D * U_H * U_W] when merged
+  UnionAxis axis[3];  // D, H, W (D unused in 2D)
+  int cells = 0;      // C = U - 1 cells per axis of the merged grid
+  // Merged: [B][K][C_D][C][2^d][16]: for every cell row (z, y), coefficient i of the C cells
+  // along x in one register (see tabulate).
+  std::vector<float> coef;
   int64_t per_label = 0;
   float scale[MAX_SCALES][3] = {};  // per-scale node_scale of D, H, W
 
@@ -192,28 +234,52 @@ struct FieldPlan {
     merged = axis[1].build(pb.fg, e.H) && axis[2].build(pb.fg, e.W) &&
              (e.d == 2 || axis[0].build(pb.fg, e.D));
     if (!merged) return;
-    if (e.d == 2) axis[0].count = 1;
-    per_label = int64_t(axis[0].count) * axis[1].count * axis[2].count;
-    sum.resize(size_t(batch * pb.K * per_label));
-    float* table = sum.data();
+    cells = axis[2].count - 1;
+    per_label = int64_t(e.d == 3 ? cells : 1) * cells * (1 << e.d) * 16;
+    coef.assign(size_t(batch * pb.K * per_label), 0.0f);
+    float* table = coef.data();
     parallel_for(batch * pb.K, 0, [&](int64_t bk, float*) {
       tabulate(pb, bk, table + bk * per_label);
     });
   }
 
-  // The sum of the scales of label bk at every union node, in double.
+  // The merged field of label bk in every cell, from its values at the union nodes (both in
+  // double): with the cell's fractions (fx, fy, fz) it is c0 + c1 fx + c2 fy + c3 fz + c4 fx fy
+  // + c5 fx fz + c6 fy fz + c7 fx fy fz; in 2D c0 + c1 fx + c2 fy + c3 fx fy.
   void tabulate(const Problem& pb, int64_t bk, float* out) const {
     const float* fields = pb.fields + bk * pb.fg.total;
-    const int d = pb.ext.d;
+    const int d = pb.ext.d, C = cells, U = C + 1, uz_count = d == 3 ? U : 1;
     const int sizes[3] = {pb.ext.D, pb.ext.H, pb.ext.W};
-    for (int uz = 0; uz < axis[0].count; ++uz)
-      for (int uy = 0; uy < axis[1].count; ++uy)
-        for (int ux = 0; ux < axis[2].count; ++ux) {
+    std::vector<double> node(size_t(uz_count) * U * U);
+    for (int uz = 0; uz < uz_count; ++uz)
+      for (int uy = 0; uy < U; ++uy)
+        for (int ux = 0; ux < U; ++ux) {
           const double p[3] = {d == 3 ? axis[0].pos[uz] : 0.0, axis[1].pos[uy], axis[2].pos[ux]};
           double v = 0.0;
           for (int s = 0; s < pb.fg.count; ++s)
             v += grid_at(fields + pb.fg.offset[s], pb.fg.nodes[s], d, sizes, p);
-          *out++ = float(v);
+          node[(size_t(uz) * U + uy) * U + ux] = v;
+        }
+    auto at = [&](int z, int y, int x) { return node[(size_t(z) * U + y) * U + x]; };
+    const int terms = 1 << d;
+    for (int cz = 0; cz < uz_count - (d == 3 ? 1 : 0); ++cz)
+      for (int cy = 0; cy < C; ++cy)
+        for (int cx = 0; cx < C; ++cx) {
+          const double v000 = at(cz, cy, cx), v001 = at(cz, cy, cx + 1);
+          const double v010 = at(cz, cy + 1, cx), v011 = at(cz, cy + 1, cx + 1);
+          const double xy = v011 - v010 - v001 + v000;
+          double c[8] = {v000, v001 - v000, v010 - v000, xy};
+          if (d == 3) {
+            const double v100 = at(cz + 1, cy, cx), v101 = at(cz + 1, cy, cx + 1);
+            const double v110 = at(cz + 1, cy + 1, cx), v111 = at(cz + 1, cy + 1, cx + 1);
+            c[3] = v100 - v000;
+            c[4] = xy;
+            c[5] = v101 - v100 - v001 + v000;
+            c[6] = v110 - v100 - v010 + v000;
+            c[7] = v111 - v110 - v101 - v011 + v100 + v010 + v001 - v000;
+          }
+          float* row = out + ((int64_t(cz) * C + cy) * terms) * 16;
+          for (int i = 0; i < terms; ++i) row[i * 16 + cx] = float(c[i]);
         }
   }
 
@@ -247,7 +313,7 @@ struct FieldPlan {
 template <int S>
 struct FieldLookup {
   // Merged: cells from the per-scale node counts (see UnionAxis), fractions from tables.
-  GridShape merged_shape;
+  int cells;
   float cut[3][S > 0 ? S : 1] = {};
   __m512 inv[3], neg[3];
   __m512i last_cell;
@@ -261,11 +327,9 @@ struct FieldLookup {
   const float* fields;
 
   FieldLookup(const Problem& pb, const FieldPlan& fp)
-      : table(fp.sum.data()), per_label(fp.per_label), count(pb.fg.count),
-        total(pb.fg.total), fields(pb.fields) {
-    const int u = fp.axis[2].count;
-    merged_shape = GridShape(u);
-    last_cell = _mm512_set1_epi32(u - 2);
+      : cells(fp.cells), table(fp.coef.data()), per_label(fp.per_label),
+        count(pb.fg.count), total(pb.fg.total), fields(pb.fields) {
+    last_cell = _mm512_set1_epi32(cells - 1);
     for (int a = 0; a < 3; ++a) {
       inv[a] = _mm512_load_ps(fp.axis[a].inv_len);
       neg[a] = _mm512_load_ps(fp.axis[a].neg_start);
@@ -298,7 +362,7 @@ struct FieldLookup {
       if (DIM == 3) merged_cell(0, qz, c.iz, c.fz);
       merged_cell(1, qy, c.iy, c.fy);
       merged_cell(2, qx, c.ix, c.fx);
-      return interpolate<DIM>(table + bk * per_label, merged_shape, c, valid);
+      return merged_value<DIM>(table + bk * per_label, cells, c, valid);
     }
     const float* fk = fields + bk * total;
     __m512 sum = _mm512_setzero_ps();
@@ -339,14 +403,15 @@ struct UnionLine {
   void add_lerp(const float* a, const float* b, float f) {
     const __m512 vf = _mm512_set1_ps(f);
     for (int i = 0; i < 4; ++i)
-      r[i] = _mm512_add_ps(r[i], vlerp(_mm512_loadu_ps(a + 16 * i), _mm512_loadu_ps(b + 16 * i), vf));
+      r[i] = _mm512_add_ps(
+          r[i], vlerp(_mm512_loadu_ps(a + 16 * i), _mm512_loadu_ps(b + 16 * i), vf));
   }
   // += (b - a) * scale.
   void add_difference(const float* a, const float* b, float scale) {
     const __m512 vs = _mm512_set1_ps(scale);
     for (int i = 0; i < 4; ++i)
-      r[i] = _mm512_fmadd_ps(_mm512_sub_ps(_mm512_loadu_ps(b + 16 * i), _mm512_loadu_ps(a + 16 * i)),
-                             vs, r[i]);
+      r[i] = _mm512_fmadd_ps(
+          _mm512_sub_ps(_mm512_loadu_ps(b + 16 * i), _mm512_loadu_ps(a + 16 * i)), vs, r[i]);
   }
   // += start + step * t.
   void add_step(const float* start, const float* step, float t) {
