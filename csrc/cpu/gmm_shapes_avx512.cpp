@@ -79,8 +79,7 @@ struct UnionAxis {
   int count = 0;  // U nodes
   int scales = 0;
   float scale[MAX_SCALES] = {};  // (n_s - 1) / (N - 1)
-  alignas(64) float inv_len[16] = {};   // 1 / (length of cell u)
-  alignas(64) float neg_start[16] = {};  // -(start of cell u) / (length of cell u)
+  alignas(64) float start[16] = {};  // first voxel coordinate of cell u
   double pos[16] = {};  // node positions, in voxels
 
   bool build(const Grids& g, int N) {
@@ -102,8 +101,7 @@ struct UnionAxis {
     pos[count - 1] = N - 1;
     for (int u = 0; u < 16; ++u) {
       const int v = std::min(u, count - 2);
-      inv_len[u] = float(1.0 / (pos[v + 1] - pos[v]));
-      neg_start[u] = float(-pos[v] / (pos[v + 1] - pos[v]));
+      start[u] = float(pos[v]);
     }
     scales = g.count;
     for (int s = 0; s < g.count; ++s) {
@@ -114,7 +112,8 @@ struct UnionAxis {
 
 };
 
-// Cells of 16 positions on the three axes of a grid.
+// Cells of 16 positions on the three axes of a grid, and where in its cell each position
+// lies: the fraction of the cell (uniform grids) or the offset in voxels (the merged grid).
 struct Cells {
   __m512i iz, iy, ix;
   __m512 fz, fy, fx;
@@ -244,8 +243,9 @@ struct FieldPlan {
   }
 
   // The merged field of label bk in every cell, from its values at the union nodes (both in
-  // double): with the cell's fractions (fx, fy, fz) it is c0 + c1 fx + c2 fy + c3 fz + c4 fx fy
-  // + c5 fx fz + c6 fy fz + c7 fx fy fz; in 2D c0 + c1 fx + c2 fy + c3 fx fy.
+  // double): at offsets (fx, fy, fz) voxels from the cell's first corner it is c0 + c1 fx +
+  // c2 fy + c3 fz + c4 fx fy + c5 fx fz + c6 fy fz + c7 fx fy fz; in 2D c0 + c1 fx + c2 fy +
+  // c3 fx fy (offsets in voxels rather than fractions of the cell spare a multiply per axis).
   void tabulate(const Problem& pb, int64_t bk, float* out) const {
     const float* fields = pb.fields + bk * pb.fg.total;
     const int d = pb.ext.d, C = cells, U = C + 1, uz_count = d == 3 ? U : 1;
@@ -269,14 +269,20 @@ struct FieldPlan {
           const double v010 = at(cz, cy + 1, cx), v011 = at(cz, cy + 1, cx + 1);
           const double xy = v011 - v010 - v001 + v000;
           double c[8] = {v000, v001 - v000, v010 - v000, xy};
+          const double lx = axis[2].pos[cx + 1] - axis[2].pos[cx];
+          const double ly = axis[1].pos[cy + 1] - axis[1].pos[cy];
+          c[1] /= lx;
+          c[2] /= ly;
+          c[3] /= lx * ly;
           if (d == 3) {
+            const double lz = axis[0].pos[cz + 1] - axis[0].pos[cz];
             const double v100 = at(cz + 1, cy, cx), v101 = at(cz + 1, cy, cx + 1);
             const double v110 = at(cz + 1, cy + 1, cx), v111 = at(cz + 1, cy + 1, cx + 1);
-            c[3] = v100 - v000;
-            c[4] = xy;
-            c[5] = v101 - v100 - v001 + v000;
-            c[6] = v110 - v100 - v010 + v000;
-            c[7] = v111 - v110 - v101 - v011 + v100 + v010 + v001 - v000;
+            c[3] = (v100 - v000) / lz;
+            c[4] = xy / (lx * ly);
+            c[5] = (v101 - v100 - v001 + v000) / (lx * lz);
+            c[6] = (v110 - v100 - v010 + v000) / (ly * lz);
+            c[7] = (v111 - v110 - v101 - v011 + v100 + v010 + v001 - v000) / (lx * ly * lz);
           }
           float* row = out + ((int64_t(cz) * C + cy) * terms) * 16;
           for (int i = 0; i < terms; ++i) row[i * 16 + cx] = float(c[i]);
@@ -315,7 +321,7 @@ struct FieldLookup {
   // Merged: cells from the per-scale node counts (see UnionAxis), fractions from tables.
   int cells;
   float cut[3][S > 0 ? S : 1] = {};
-  __m512 inv[3], neg[3];
+  __m512 start[3];
   __m512i last_cell;
   const float* table;
   int64_t per_label;
@@ -331,8 +337,7 @@ struct FieldLookup {
         count(pb.fg.count), total(pb.fg.total), fields(pb.fields) {
     last_cell = _mm512_set1_epi32(cells - 1);
     for (int a = 0; a < 3; ++a) {
-      inv[a] = _mm512_load_ps(fp.axis[a].inv_len);
-      neg[a] = _mm512_load_ps(fp.axis[a].neg_start);
+      start[a] = _mm512_load_ps(fp.axis[a].start);
       for (int s = 0; s < S; ++s) cut[a][s] = fp.axis[a].scale[s];
     }
     for (int s = 0; s < count; ++s) {
@@ -343,13 +348,14 @@ struct FieldLookup {
   }
 
   // Below N - 1 no scale counts past its interior nodes; at N - 1 each counts one more, and
-  // the min brings the sum back to the last cell.
+  // the min brings the sum back to the last cell. f: the offset from the cell's start, in
+  // voxels (the coefficients are per voxel).
   RASD_INLINE void merged_cell(int a, __m512 q, __m512i& i, __m512& f) const {
     __m512i c = _mm512_cvttps_epi32(_mm512_mul_ps(q, _mm512_set1_ps(cut[a][0])));
     for (int s = 1; s < S; ++s)
       c = _mm512_add_epi32(c, _mm512_cvttps_epi32(_mm512_mul_ps(q, _mm512_set1_ps(cut[a][s]))));
     i = _mm512_min_epi32(c, last_cell);
-    f = _mm512_fmadd_ps(q, _mm512_permutexvar_ps(i, inv[a]), _mm512_permutexvar_ps(i, neg[a]));
+    f = _mm512_sub_ps(q, _mm512_permutexvar_ps(i, start[a]));
   }
 
   // Score of label bk (sample b, label k) at 16 clamped positions.
