@@ -139,6 +139,24 @@ struct RowPair {
   }
 };
 
+// out[lane] = value(r)[lane] for every valid lane, where r is the lane's entry of `row`: one
+// call per distinct r among the valid lanes (usually one or two).
+template <class Value>
+RASD_INLINE __m512 per_distinct_row(__m512i row, __mmask16 valid, Value&& value) {
+  alignas(64) int rows[16];
+  _mm512_store_si512(rows, row);
+  __m512 out = _mm512_setzero_ps();
+  unsigned todo = valid;
+  while (todo) {
+    const int r0 = rows[__builtin_ctz(todo)];
+    const __mmask16 same = _mm512_mask_cmpeq_epi32_mask(__mmask16(todo), row,
+                                                         _mm512_set1_epi32(r0));
+    out = _mm512_mask_mov_ps(out, same, value(r0));
+    todo &= ~unsigned(same);
+  }
+  return out;
+}
+
 // An n^DIM grid (n <= 16) at 16 positions given by their cells: one pass per distinct (D, H)
 // cell among the valid lanes.
 template <int DIM>
@@ -148,17 +166,10 @@ RASD_INLINE __m512 interpolate(const float* g, const GridShape& gs, const Cells&
   const __m512i vn = _mm512_set1_epi32(n), one = _mm512_set1_epi32(1);
   // Row (z, y) of the grid, as an index of rows of n floats.
   const __m512i row = _mm512_add_epi32(_mm512_mullo_epi32(c.iz, vn), c.iy);
-  alignas(64) int rows[16];
-  _mm512_store_si512(rows, row);
   const __m512i ix1 = _mm512_add_epi32(c.ix, one);
   const __m512i ixn = _mm512_add_epi32(c.ix, vn);
   const __m512i ixn1 = _mm512_add_epi32(ixn, one);
-  __m512 out = _mm512_setzero_ps();
-  unsigned todo = valid;
-  while (todo) {
-    const int r0 = rows[__builtin_ctz(todo)];
-    const __mmask16 same = _mm512_mask_cmpeq_epi32_mask(__mmask16(todo), row,
-                                                         _mm512_set1_epi32(r0));
+  return per_distinct_row(row, valid, [&](int r0) {
     const RowPair near(g + size_t(r0) * n, gs);  // rows (z, y) and (z, y + 1)
     const __m512 c0 = vlerp(near.at(c.ix, ix1, c.fx), near.at(ixn, ixn1, c.fx), c.fy);
     __m512 v = c0;
@@ -167,10 +178,8 @@ RASD_INLINE __m512 interpolate(const float* g, const GridShape& gs, const Cells&
       const __m512 c1 = vlerp(far.at(c.ix, ix1, c.fx), far.at(ixn, ixn1, c.fx), c.fy);
       v = vlerp(c0, c1, c.fz);
     }
-    out = _mm512_mask_mov_ps(out, same, v);
-    todo &= ~unsigned(same);
-  }
-  return out;
+    return v;
+  });
 }
 
 // The merged field at 16 positions from its coefficient table: one pass per distinct (D, H)
@@ -178,14 +187,7 @@ RASD_INLINE __m512 interpolate(const float* g, const GridShape& gs, const Cells&
 template <int DIM>
 RASD_INLINE __m512 merged_value(const float* table, int C, const Cells& c, __mmask16 valid) {
   const __m512i row = _mm512_add_epi32(_mm512_mullo_epi32(c.iz, _mm512_set1_epi32(C)), c.iy);
-  alignas(64) int rows[16];
-  _mm512_store_si512(rows, row);
-  __m512 out = _mm512_setzero_ps();
-  unsigned todo = valid;
-  while (todo) {
-    const int r0 = rows[__builtin_ctz(todo)];
-    const __mmask16 same = _mm512_mask_cmpeq_epi32_mask(__mmask16(todo), row,
-                                                         _mm512_set1_epi32(r0));
+  return per_distinct_row(row, valid, [&](int r0) {
     const float* p = table + int64_t(r0) * (1 << DIM) * 16;
     auto coefficient = [&](int i) {
       return _mm512_permutexvar_ps(c.ix, _mm512_loadu_ps(p + 16 * i));
@@ -203,10 +205,8 @@ RASD_INLINE __m512 merged_value(const float* table, int C, const Cells& c, __mma
       v = _mm512_fmadd_ps(c.fx, _mm512_fmadd_ps(c.fy, coefficient(3), coefficient(1)),
                           _mm512_fmadd_ps(c.fy, coefficient(2), coefficient(0)));
     }
-    out = _mm512_mask_mov_ps(out, same, v);
-    todo &= ~unsigned(same);
-  }
-  return out;
+    return v;
+  });
 }
 
 // The field scales of one problem: either their sum on the union of their nodes, as
