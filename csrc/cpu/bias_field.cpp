@@ -37,10 +37,9 @@ void bias_line(const BiasLattice& lattice, const SplineCell& cz, const SplineCel
   for (int j = 0; j < lattice.nx; ++j) line[j] = bias_line_node<DIM>(lattice, cz, cy, j);
 }
 
-// psi on columns [x0, x1) of one lattice cell, whose four line values are c0..c3: they are
-// constant along the run, so no per-voxel lookup.
-// All runs of a row in one call: the runs are short (one lattice cell, 11 to 23 voxels), so
-// one dispatch of the cloned function per row rather than per run.
+// psi along a row, one run of columns per lattice cell: within a run the four line values
+// are constant, so no per-voxel lookup. All runs in one call: they are short (11 to 23
+// voxels), so the cloned function is dispatched once per row rather than once per run.
 RASD_CPU_CLONES
 void expand_runs(const float* RASD_RESTRICT wx, int W, const int* RASD_RESTRICT run_start,
                  int runs, const int* RASD_RESTRICT run_nodes, const float* RASD_RESTRICT line,

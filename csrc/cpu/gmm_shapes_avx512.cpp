@@ -20,7 +20,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cmath>
 
 #include "gmm_shapes.h"
 
@@ -36,6 +35,7 @@ constexpr int LINE = 32;          // floats of a warp node row (two registers)
 constexpr int UNION_FLOATS = 64;  // alpha, beta of <= 32 union intervals (four registers)
 constexpr int MAX_FIELD_N = 16;   // two field rows of n nodes fit in two registers
 constexpr int ROWS_PER_UNIT = 64;  // rows of one (sample, slice) that share their warp planes
+constexpr int MAX_MERGED_SCALES = 3;  // field scales merged (FieldLookup instances 2 and 3)
 
 // The per-voxel helpers below must inline into the row loop: called, their vector arguments
 // and results go through memory.
@@ -77,7 +77,6 @@ inline void uniform_cell(__m512 q, float scale, int nodes, __m512i& i, __m512& f
 // interior nodes at or below it, summed over the scales.
 struct UnionAxis {
   int count = 0;  // U nodes
-  int scales = 0;
   float scale[MAX_SCALES] = {};  // (n_s - 1) / (N - 1)
   alignas(64) float start[16] = {};  // first voxel coordinate of cell u
   double pos[16] = {};  // node positions, in voxels
@@ -103,13 +102,11 @@ struct UnionAxis {
       const int v = std::min(u, count - 2);
       start[u] = float(pos[v]);
     }
-    scales = g.count;
     for (int s = 0; s < g.count; ++s) {
       scale[s] = node_scale(g.nodes[s], N);
     }
     return true;
   }
-
 };
 
 // Cells of 16 positions on the three axes of a grid, and where in its cell each position
@@ -229,7 +226,8 @@ struct FieldPlan {
       scale[s][1] = node_scale(n, e.H);
       scale[s][2] = node_scale(n, e.W);
     }
-    if (pb.fg.count < 2) return;  // one scale: nothing to merge
+    // One scale: nothing to merge; more than MAX_MERGED_SCALES: scale by scale.
+    if (pb.fg.count < 2 || pb.fg.count > MAX_MERGED_SCALES) return;
     merged = axis[1].build(pb.fg, e.H) && axis[2].build(pb.fg, e.W) &&
              (e.d == 2 || axis[0].build(pb.fg, e.D));
     if (!merged) return;
@@ -267,19 +265,16 @@ struct FieldPlan {
         for (int cx = 0; cx < C; ++cx) {
           const double v000 = at(cz, cy, cx), v001 = at(cz, cy, cx + 1);
           const double v010 = at(cz, cy + 1, cx), v011 = at(cz, cy + 1, cx + 1);
-          const double xy = v011 - v010 - v001 + v000;
-          double c[8] = {v000, v001 - v000, v010 - v000, xy};
           const double lx = axis[2].pos[cx + 1] - axis[2].pos[cx];
           const double ly = axis[1].pos[cy + 1] - axis[1].pos[cy];
-          c[1] /= lx;
-          c[2] /= ly;
-          c[3] /= lx * ly;
+          const double xy = (v011 - v010 - v001 + v000) / (lx * ly);
+          double c[8] = {v000, (v001 - v000) / lx, (v010 - v000) / ly, xy};  // 2D order
           if (d == 3) {
             const double lz = axis[0].pos[cz + 1] - axis[0].pos[cz];
             const double v100 = at(cz + 1, cy, cx), v101 = at(cz + 1, cy, cx + 1);
             const double v110 = at(cz + 1, cy + 1, cx), v111 = at(cz + 1, cy + 1, cx + 1);
             c[3] = (v100 - v000) / lz;
-            c[4] = xy / (lx * ly);
+            c[4] = xy;
             c[5] = (v101 - v100 - v001 + v000) / (lx * lz);
             c[6] = (v110 - v100 - v010 + v000) / (ly * lz);
             c[7] = (v111 - v110 - v101 - v011 + v100 + v010 + v001 - v000) / (lx * ly * lz);
@@ -318,7 +313,7 @@ struct FieldPlan {
 // may alias anything). S > 0: the merged grid of S scales; S == 0: the scales one by one.
 template <int S>
 struct FieldLookup {
-  // Merged: cells from the per-scale node counts (see UnionAxis), fractions from tables.
+  // Merged: cells from the per-scale node counts (see UnionAxis), offsets from cell starts.
   int cells;
   float cut[3][S > 0 ? S : 1] = {};
   __m512 start[3];
@@ -592,11 +587,12 @@ void unit_kernel(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y
   }
 }
 
-// The merged field of 2 or 3 scales has its own instances (the default configs); any other
-// count takes the scale-by-scale path.
+// The merged field of 2 or 3 scales (FieldPlan merges no more) has its own instances; other
+// fields take the scale-by-scale path.
 template <int DIM>
 void unit_dispatch(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y0, int y1,
                    uint8_t* labels, const Scratch& ws) {
+  static_assert(MAX_MERGED_SCALES == 3, "one instance per merged scale count");
   const int merged = fp.merged ? pb.fg.count : 0;
   if (merged == 2) {
     unit_kernel<DIM, 2>(pb, fp, b, z, y0, y1, labels, ws);
