@@ -229,7 +229,10 @@ def spline_maximum(coef: torch.Tensor, scalars: torch.Tensor, shape) -> torch.Te
     """
     d = len(shape)
     lead = coef.shape[:2]
-    values = coef
+    # Contract the first remaining axis each time and append its P points last: after d
+    # steps the axes are back in order, and every step is one batched matmul of a transposed
+    # view (no copy of the operand).
+    values = coef.reshape(-1, *coef.shape[2:])
     for a in range(d):
         n = coef.shape[2 + a]
         points = SPLINE_MAX_POINTS_PER_SPACING * (n - 3) + 1
@@ -239,10 +242,13 @@ def spline_maximum(coef: torch.Tensor, scalars: torch.Tensor, shape) -> torch.Te
         f = t - i
         weights = ((1 - f) ** 3 / 6, (3 * f ** 3 - 6 * f ** 2 + 4) / 6,
                    (-3 * f ** 3 + 3 * f ** 2 + 3 * f + 1) / 6, f ** 3 / 6)
-        nodes = torch.arange(n, dtype=coef.dtype, device=coef.device)
-        basis = sum(w[..., None] * ((i + j - 1).clamp(0, n - 1)[..., None] == nodes)
-                    for j, w in enumerate(weights))                           # [B, A, P, n]
-        matrix = basis.transpose(-1, -2).reshape(*lead, *([1] * (d - 2)), n, points)
-        values = (values.movedim(2 + a, -1) @ matrix).movedim(-1, 2 + a)
-    flat = values.flatten(2)
-    return torch.maximum(flat.amax(-1), 0.25 * flat.abs().amax(-1)).clamp_min(1e-12)
+        basis = torch.zeros(*t.shape, n, dtype=coef.dtype, device=coef.device)  # [B, A, P, n]
+        for j, w in enumerate(weights):  # one index per row and call: no colliding adds
+            basis.scatter_add_(-1, (i + j - 1).clamp(0, n - 1).long()[..., None], w[..., None])
+        rest = values.shape[2:]
+        flat = values.reshape(values.shape[0], n, -1).transpose(1, 2)        # [BA, rest, n]
+        values = (flat @ basis.reshape(-1, points, n).transpose(1, 2)).reshape(
+            values.shape[0], *rest, points)
+    flat = values.reshape(*lead, -1)
+    lo, hi = flat.amin(-1), flat.amax(-1)  # (torch.aminmax along a dim is 20x slower here)
+    return torch.maximum(hi, 0.25 * torch.maximum(hi, -lo)).clamp_min(1e-12)

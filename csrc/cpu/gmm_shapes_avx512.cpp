@@ -137,17 +137,20 @@ struct RowPair {
 };
 
 // out[lane] = value(r)[lane] for every valid lane, where r is the lane's entry of `row`: one
-// call per distinct r among the valid lanes (usually one or two).
+// call per distinct r among the valid lanes (usually one or two). Lane 0 is always valid and
+// goes first. The row of a pass is taken from the register (a broadcast and a move to a
+// general register), not through memory: a scalar load from a vector just stored waits for
+// the store to retire, on every pass.
 template <class Value>
 RASD_INLINE __m512 per_distinct_row(__m512i row, __mmask16 valid, Value&& value) {
-  alignas(64) int rows[16];
-  _mm512_store_si512(rows, row);
-  __m512 out = _mm512_setzero_ps();
-  unsigned todo = valid;
+  int r0 = _mm_cvtsi128_si32(_mm512_castsi512_si128(row));
+  __mmask16 same = _mm512_mask_cmpeq_epi32_mask(valid, row, _mm512_set1_epi32(r0));
+  __m512 out = value(r0);
+  unsigned todo = unsigned(valid) & ~unsigned(same);
   while (todo) {
-    const int r0 = rows[__builtin_ctz(todo)];
-    const __mmask16 same = _mm512_mask_cmpeq_epi32_mask(__mmask16(todo), row,
-                                                         _mm512_set1_epi32(r0));
+    const __m512i first = _mm512_permutexvar_epi32(_mm512_set1_epi32(__builtin_ctz(todo)), row);
+    r0 = _mm_cvtsi128_si32(_mm512_castsi512_si128(first));
+    same = _mm512_mask_cmpeq_epi32_mask(__mmask16(todo), row, first);
     out = _mm512_mask_mov_ps(out, same, value(r0));
     todo &= ~unsigned(same);
   }
