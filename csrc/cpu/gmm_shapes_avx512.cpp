@@ -8,18 +8,21 @@
 //    row of each grid is turned into that form once per unit of rows (after the lerp along D)
 //    and the scales are summed the same way along H, so a row of voxels needs one FMA per
 //    register of its warp lines, and 16 voxels two permutes and one FMA per (label, axis);
-//  - fields: when the interior nodes of the field scales are distinct, their sum is
-//    multilinear on each cell of the union of their nodes, so it is tabulated once per
-//    (sample, label) as the eight polynomial coefficients of every cell, and a voxel evaluates
-//    one polynomial instead of one trilinear interpolation per scale. The warped positions of
-//    16 neighbouring voxels fall in one or two (D, H) cell rows; for each distinct one, each
-//    coefficient of its cells along W is one register and every lane's is a permute.
-//    Other field configurations interpolate the scales one by one the same way, from their
+//  - fields: the sum of the field scales is multilinear on each cell of the union of their
+//    nodes, so it is tabulated once per (sample, label) as the eight polynomial coefficients
+//    of every cell, and a voxel evaluates one polynomial instead of one trilinear
+//    interpolation per scale. Every union node lies on a lattice of L + 1 points per axis
+//    (L = lcm of n_s - 1), so a position's cell and the cell's start are two register
+//    permutes of its lattice unit. The warped positions of 16 neighbouring voxels fall in one
+//    or two (D, H) cell rows; for each distinct one, each coefficient of its cells along W is
+//    one register and every lane's is a permute. Field configurations whose lattice or union
+//    is too fine for registers interpolate the scales one by one the same way, from their
 //    grid rows.
 // This file is compiled with AVX-512 flags and only called when the CPU has them.
 #include <immintrin.h>
 
 #include <algorithm>
+#include <numeric>
 
 #include "gmm_shapes.h"
 
@@ -35,7 +38,7 @@ constexpr int LINE = 32;          // floats of a warp node row (two registers)
 constexpr int UNION_FLOATS = 64;  // alpha, beta of <= 32 union intervals (four registers)
 constexpr int MAX_FIELD_N = 16;   // two field rows of n nodes fit in two registers
 constexpr int ROWS_PER_UNIT = 64;  // rows of one (sample, slice) that share their warp planes
-constexpr int MAX_MERGED_SCALES = 3;  // field scales merged (FieldLookup instances 2 and 3)
+constexpr int MAX_LATTICE = 31;    // lattice units per axis of a merged field (two registers)
 
 // The per-voxel helpers below must inline into the row loop: called, their vector arguments
 // and results go through memory.
@@ -72,45 +75,46 @@ inline void uniform_cell(__m512 q, float scale, int nodes, __m512i& i, __m512& f
   f = _mm512_sub_ps(t, _mm512_cvtepi32_ps(i));
 }
 
-// The union of the field scales' nodes along one axis of N voxels, when their interior nodes
-// are distinct and there are at most 16: then the cell of a position is the number of
-// interior nodes at or below it, summed over the scales.
+// The union of the field scales' nodes along one axis of N voxels. Node i of a scale of n
+// nodes sits at lattice unit i L / (n - 1), L = lcm of the n_s - 1, so each unit interval
+// [u, u + 1) lies in one cell: cell_of_unit[u] and start_of_unit[u] (its first voxel
+// coordinate) are all a position needs, from u = trunc(q L / (N - 1)). Built when L <= 31 and
+// the union has at most 16 nodes.
 struct UnionAxis {
-  int count = 0;  // U nodes
-  float scale[MAX_SCALES] = {};  // (n_s - 1) / (N - 1)
-  alignas(64) float start[16] = {};  // first voxel coordinate of cell u
-  double pos[16] = {};  // node positions, in voxels
+  int count = 0;            // U nodes
+  int lattice = 0;          // L
+  float unit_scale = 0.0f;  // L / (N - 1)
+  alignas(64) int cell_of_unit[32] = {};  // for u <= L (the last cell at u = L)
+  alignas(64) float start_of_unit[32] = {};
+  double pos[16] = {};      // node positions, in voxels
 
   bool build(const Grids& g, int N) {
-    std::vector<std::pair<int, int>> cuts;  // interior node i / (n - 1) of every scale
-    for (int s = 0; s < g.count; ++s)
-      for (int i = 1; i < g.nodes[s] - 1; ++i) cuts.emplace_back(i, g.nodes[s] - 1);
-    std::sort(cuts.begin(), cuts.end(), [](auto a, auto b) {
-      return int64_t(a.first) * b.second < int64_t(b.first) * a.second;
-    });
-    for (size_t c = 1; c < cuts.size(); ++c)
-      if (int64_t(cuts[c - 1].first) * cuts[c].second ==
-          int64_t(cuts[c].first) * cuts[c - 1].second)
-        return false;  // two scales share a node: the count above would see it twice
-    count = int(cuts.size()) + 2;
-    if (count > 16 || N < 2) return false;
-    pos[0] = 0.0;
-    for (size_t c = 0; c < cuts.size(); ++c)
-      pos[c + 1] = double(cuts[c].first) * (N - 1) / cuts[c].second;
-    pos[count - 1] = N - 1;
-    for (int u = 0; u < 16; ++u) {
-      const int v = std::min(u, count - 2);
-      start[u] = float(pos[v]);
-    }
+    int L = 1;
     for (int s = 0; s < g.count; ++s) {
-      scale[s] = node_scale(g.nodes[s], N);
+      L = std::lcm(L, g.nodes[s] - 1);
+      if (L > MAX_LATTICE) return false;
     }
+    bool node_at[MAX_LATTICE + 1] = {};
+    node_at[0] = node_at[L] = true;
+    for (int s = 0; s < g.count; ++s)
+      for (int i = 1; i < g.nodes[s] - 1; ++i) node_at[i * (L / (g.nodes[s] - 1))] = true;
+    count = int(std::count(node_at, node_at + L + 1, true));
+    if (count > 16 || N < 2) return false;
+    lattice = L;
+    unit_scale = float(double(L) / double(N - 1));
+    int c = -1;
+    for (int u = 0; u <= L; ++u) {
+      if (node_at[u]) pos[++c] = double(u) * (N - 1) / L;
+      cell_of_unit[u] = std::min(c, count - 2);
+    }
+    for (int u = 0; u <= L; ++u) start_of_unit[u] = float(pos[cell_of_unit[u]]);
     return true;
   }
 };
 
 // Cells of 16 positions on the three axes of a grid, and where in its cell each position
-// lies: the fraction of the cell (uniform grids) or the offset in voxels (the merged grid).
+// lies: the fraction of the cell (uniform grids) or the offset in voxels (the merged grid,
+// whose iz is premultiplied by its C cells per row).
 struct Cells {
   __m512i iz, iy, ix;
   __m512 fz, fy, fx;
@@ -185,8 +189,8 @@ RASD_INLINE __m512 interpolate(const float* g, const GridShape& gs, const Cells&
 // The merged field at 16 positions from its coefficient table: one pass per distinct (D, H)
 // cell row among the valid lanes, each coefficient of that row's cells one register.
 template <int DIM>
-RASD_INLINE __m512 merged_value(const float* table, int C, const Cells& c, __mmask16 valid) {
-  const __m512i row = _mm512_add_epi32(_mm512_mullo_epi32(c.iz, _mm512_set1_epi32(C)), c.iy);
+RASD_INLINE __m512 merged_value(const float* table, const Cells& c, __mmask16 valid) {
+  const __m512i row = _mm512_add_epi32(c.iz, c.iy);  // c.iz is the row of cell (z, 0)
   return per_distinct_row(row, valid, [&](int r0) {
     const float* p = table + int64_t(r0) * (1 << DIM) * 16;
     auto coefficient = [&](int i) {
@@ -229,8 +233,6 @@ struct FieldPlan {
       scale[s][1] = node_scale(n, e.H);
       scale[s][2] = node_scale(n, e.W);
     }
-    // One scale: nothing to merge; more than MAX_MERGED_SCALES: scale by scale.
-    if (pb.fg.count < 2 || pb.fg.count > MAX_MERGED_SCALES) return;
     merged = axis[1].build(pb.fg, e.H) && axis[2].build(pb.fg, e.W) &&
              (e.d == 2 || axis[0].build(pb.fg, e.D));
     if (!merged) return;
@@ -313,14 +315,15 @@ struct FieldPlan {
 
 // What the row kernel reads to score a label, copied into its own frame: read through a
 // reference, every table would be reloaded after each store to the label row (a uint8_t store
-// may alias anything). S > 0: the merged grid of S scales; S == 0: the scales one by one.
-template <int S>
+// may alias anything). MERGED: the merged grid's table; otherwise the scales one by one.
+template <bool MERGED>
 struct FieldLookup {
-  // Merged: cells from the per-scale node counts (see UnionAxis), offsets from cell starts.
-  int cells;
-  float cut[3][S > 0 ? S : 1] = {};
-  __m512 start[3];
-  __m512i last_cell;
+  // Merged: per axis, the cell (along D premultiplied by the C cells of a row, so that the
+  // row of a (z, y) cell is a sum) and the cell's start of every lattice unit, two registers
+  // each (units 0..31), and L / (N - 1).
+  __m512i cell_lo[3], cell_hi[3];
+  __m512 start_lo[3], start_hi[3];
+  float unit_scale[3] = {};
   const float* table;
   int64_t per_label;
   // One by one.
@@ -331,12 +334,20 @@ struct FieldLookup {
   const float* fields;
 
   FieldLookup(const Problem& pb, const FieldPlan& fp)
-      : cells(fp.cells), table(fp.coef.data()), per_label(fp.per_label),
-        count(pb.fg.count), total(pb.fg.total), fields(pb.fields) {
-    last_cell = _mm512_set1_epi32(cells - 1);
+      : table(fp.coef.data()), per_label(fp.per_label), count(pb.fg.count),
+        total(pb.fg.total), fields(pb.fields) {
     for (int a = 0; a < 3; ++a) {
-      start[a] = _mm512_load_ps(fp.axis[a].start);
-      for (int s = 0; s < S; ++s) cut[a][s] = fp.axis[a].scale[s];
+      const UnionAxis& u = fp.axis[a];
+      __m512i cell[2];
+      for (int half = 0; half < 2; ++half) {
+        cell[half] = _mm512_load_si512(u.cell_of_unit + 16 * half);
+        if (a == 0) cell[half] = _mm512_mullo_epi32(cell[half], _mm512_set1_epi32(fp.cells));
+      }
+      cell_lo[a] = cell[0];
+      cell_hi[a] = cell[1];
+      start_lo[a] = _mm512_load_ps(u.start_of_unit);
+      start_hi[a] = _mm512_load_ps(u.start_of_unit + 16);
+      unit_scale[a] = u.unit_scale;
     }
     for (int s = 0; s < count; ++s) {
       shape[s] = GridShape(pb.fg.nodes[s]);
@@ -345,15 +356,12 @@ struct FieldLookup {
     }
   }
 
-  // Below N - 1 no scale counts past its interior nodes; at N - 1 each counts one more, and
-  // the min brings the sum back to the last cell. f: the offset from the cell's start, in
-  // voxels (the coefficients are per voxel).
+  // The cell of 16 clamped positions along axis a and their offsets from the cell's start,
+  // in voxels (the coefficients are per voxel). q = N - 1 is unit L, in the last cell.
   RASD_INLINE void merged_cell(int a, __m512 q, __m512i& i, __m512& f) const {
-    __m512i c = _mm512_cvttps_epi32(_mm512_mul_ps(q, _mm512_set1_ps(cut[a][0])));
-    for (int s = 1; s < S; ++s)
-      c = _mm512_add_epi32(c, _mm512_cvttps_epi32(_mm512_mul_ps(q, _mm512_set1_ps(cut[a][s]))));
-    i = _mm512_min_epi32(c, last_cell);
-    f = _mm512_sub_ps(q, _mm512_permutexvar_ps(i, start[a]));
+    const __m512i unit = _mm512_cvttps_epi32(_mm512_mul_ps(q, _mm512_set1_ps(unit_scale[a])));
+    i = _mm512_permutex2var_epi32(cell_lo[a], unit, cell_hi[a]);
+    f = _mm512_sub_ps(q, _mm512_permutex2var_ps(start_lo[a], unit, start_hi[a]));
   }
 
   // Score of label bk (sample b, label k) at 16 clamped positions.
@@ -362,11 +370,11 @@ struct FieldLookup {
     Cells c;
     c.iz = _mm512_setzero_si512();
     c.fz = _mm512_setzero_ps();
-    if constexpr (S > 0) {
+    if constexpr (MERGED) {
       if (DIM == 3) merged_cell(0, qz, c.iz, c.fz);
       merged_cell(1, qy, c.iy, c.fy);
       merged_cell(2, qx, c.ix, c.fx);
-      return merged_value<DIM>(table + bk * per_label, cells, c, valid);
+      return merged_value<DIM>(table + bk * per_label, c, valid);
     }
     const float* fk = fields + bk * total;
     __m512 sum = _mm512_setzero_ps();
@@ -550,8 +558,8 @@ void row_lines(const Problem& pb, int z, int y, const Scratch& ws) {
   }
 }
 
-template <int DIM, int S>
-void row_kernel(const Problem& pb, const FieldLookup<S>& field, int64_t b, const float* lines,
+template <int DIM, bool MERGED>
+void row_kernel(const Problem& pb, const FieldLookup<MERGED>& field, int64_t b, const float* lines,
                 uint8_t* label) {
   const Extent& e = pb.ext;
   const int W = e.W;
@@ -578,31 +586,25 @@ void row_kernel(const Problem& pb, const FieldLookup<S>& field, int64_t b, const
 }
 
 // Rows [y0, y1) of slice z of sample b.
-template <int DIM, int S>
+template <int DIM, bool MERGED>
 void unit_kernel(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y0, int y1,
                  uint8_t* labels, const Scratch& ws) {
-  const FieldLookup<S> field(pb, fp);
+  const FieldLookup<MERGED> field(pb, fp);
   build_planes<DIM>(pb, b, z, y0, y1, ws);
   for (int y = y0; y < y1; ++y) {
     row_lines<DIM>(pb, z, y, ws);
     uint8_t* label = labels + b * pb.ext.voxels() + (int64_t(z) * pb.ext.H + y) * pb.ext.W;
-    row_kernel<DIM, S>(pb, field, b, ws.lines, label);
+    row_kernel<DIM, MERGED>(pb, field, b, ws.lines, label);
   }
 }
 
-// The merged field of 2 or 3 scales (FieldPlan merges no more) has its own instances; other
-// fields take the scale-by-scale path.
 template <int DIM>
 void unit_dispatch(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y0, int y1,
                    uint8_t* labels, const Scratch& ws) {
-  static_assert(MAX_MERGED_SCALES == 3, "one instance per merged scale count");
-  const int merged = fp.merged ? pb.fg.count : 0;
-  if (merged == 2) {
-    unit_kernel<DIM, 2>(pb, fp, b, z, y0, y1, labels, ws);
-  } else if (merged == 3) {
-    unit_kernel<DIM, 3>(pb, fp, b, z, y0, y1, labels, ws);
+  if (fp.merged) {
+    unit_kernel<DIM, true>(pb, fp, b, z, y0, y1, labels, ws);
   } else {
-    unit_kernel<DIM, 0>(pb, fp, b, z, y0, y1, labels, ws);
+    unit_kernel<DIM, false>(pb, fp, b, z, y0, y1, labels, ws);
   }
 }
 
