@@ -23,6 +23,9 @@ namespace cpu {
 namespace {
 
 constexpr int COLUMN_BLOCK = 64;  // columns per unit of the H and D blurs
+// Bytes of image that one group of pairs may span: a few MB below this machine class's
+// last-level cache (a 128^3 float image is 8 MB: one pair per group in 3D).
+constexpr int64_t CACHED_IMAGE_BYTES = int64_t(8) << 20;
 
 struct Pair {  // one (sample, appearance)
   const float* stats;   // label_stats [K, 2]
@@ -144,14 +147,129 @@ void normalise_row(float* RASD_RESTRICT x, int W, float lo, float factor, float 
   for (int i = 0; i < W; ++i) x[i] = normalise(x[i], lo, factor, gamma);
 }
 
+
+// Pairs [first, first + count) of one call, and what their passes read.
+struct PassGroup {
+  const std::vector<Pair>& pair;
+  const std::vector<BiasRows>& bias;
+  const uint8_t* labels;
+  float* image;
+  const Extent& ext;
+  int K, apps, max_r;
+  int64_t first, count;
+};
+
+// Which pass sees the final values (and so takes the min / max) differs per pair.
+int last_pass(const Pair& q) { return q.radius[0] > 0 ? 4 : q.radius[1] > 0 ? 3 : 2; }
+
+// The five passes over one group of pairs; top, lo, hi (per pair of the call) receive
+// max|x| after pass 1 and the min / max of the blurred image.
+void run_passes(const PassGroup& g, std::vector<float>& top, std::vector<float>& lo,
+                std::vector<float>& hi) {
+  const Extent& ext = g.ext;
+  const int W = ext.W, d = ext.d;
+  const int64_t V = ext.voxels(), rows = ext.rows(), n = g.count;
+  // The pair of a unit, for units numbered pair by pair within the group.
+  auto pair_of = [&](int64_t unit, int64_t units_per_pair) {
+    return g.first + unit / units_per_pair;
+  };
+
+  // 1. Intensity, texture and bias; max|x| per row.
+  std::vector<float> row_top(size_t(n * rows));
+  parallel_for(n * rows, 4 * size_t(W), [&](int64_t unit, float* buf) {
+    const int64_t p = pair_of(unit, rows), r = unit % rows;
+    const Pair& q = g.pair[size_t(p)];
+    float* psi = buf;
+    float* mean = buf + W;
+    float* sd = buf + 2 * W;
+    float* noise = buf + 3 * W;
+    g.bias[size_t(p)].row(int(r / ext.H), int(r % ext.H), psi);
+    label_lookup(g.labels + (p / g.apps) * V + r * W, q.stats, g.K, W, q.texture, mean, sd);
+    if (q.texture) normal_range(q.texture_noise, voxel_noise_element(q.app, V, r * W), W, noise);
+    row_top[size_t(unit)] = intensity_row(mean, q.texture ? sd : nullptr,
+                                          q.texture ? noise : nullptr, psi, W,
+                                          g.image + p * V + r * W);
+  });
+  for (int64_t u = 0; u < n * rows; ++u) {
+    const size_t p = size_t(pair_of(u, rows));
+    top[p] = max_of(top[p], row_top[size_t(u)]);
+  }
+
+  // Per-unit lo / hi of the last pass, reduced per pair afterwards.
+  std::vector<float> unit_lo, unit_hi;
+  auto reset_minmax = [&](int64_t units) {
+    unit_lo.assign(size_t(units), 3.0e38f);
+    unit_hi.assign(size_t(units), -3.0e38f);
+  };
+  auto reduce_minmax = [&](int64_t units_per_pair, int pass) {
+    for (int64_t u = 0; u < n * units_per_pair; ++u) {
+      const size_t p = size_t(pair_of(u, units_per_pair));
+      if (last_pass(g.pair[p]) != pass) continue;
+      lo[p] = min_of(lo[p], unit_lo[size_t(u)]);
+      hi[p] = max_of(hi[p], unit_hi[size_t(u)]);
+    }
+  };
+
+  // 2. Image noise and the W blur.
+  reset_minmax(n * rows);
+  parallel_for(n * rows, 2 * size_t(W) + 2 * g.max_r, [&](int64_t unit, float* buf) {
+    const int64_t p = pair_of(unit, rows), r = unit % rows;
+    const Pair& q = g.pair[size_t(p)];
+    float* x = g.image + p * V + r * W;
+    float* noise = buf;
+    float* line = buf + W;
+    normal_range(q.image_noise, voxel_noise_element(q.app, V, r * W), W, noise);
+    const int rw = q.radius[2];
+    add_noise_padded(x, noise, noise_scale(q.noise_std, top[size_t(p)]), W, rw, line);
+    convolve_line(line, q.taps[2], rw, W, x);
+    if (last_pass(q) == 2) min_max(x, W, unit_lo[size_t(unit)], unit_hi[size_t(unit)]);
+  });
+  reduce_minmax(rows, 2);
+
+  // 3. and 4. Blur along H (per slice) and along D, a block of columns at a time.
+  const int64_t blocks = (W + COLUMN_BLOCK - 1) / COLUMN_BLOCK;
+  for (int pass = 3; pass <= 4 && pass - 2 <= d - 1; ++pass) {
+    const int slot = pass == 3 ? 1 : 0;                 // H or D
+    const int L = pass == 3 ? ext.H : ext.D;
+    const int64_t stride = pass == 3 ? W : int64_t(ext.H) * W;
+    const int64_t lines = pass == 3 ? ext.D : ext.H;    // independent lines per pair
+    const int64_t units_per_pair = lines * blocks;
+    reset_minmax(n * units_per_pair);
+    parallel_for(n * units_per_pair, size_t(L + 2 * g.max_r) * COLUMN_BLOCK,
+                 [&](int64_t unit, float* buf) {
+      const int64_t p = pair_of(unit, units_per_pair), rest = unit % units_per_pair;
+      const Pair& q = g.pair[size_t(p)];
+      if (q.radius[slot] == 0) return;
+      const int64_t line = rest / blocks, w0 = (rest % blocks) * COLUMN_BLOCK;
+      const int cols = int(std::min<int64_t>(COLUMN_BLOCK, W - w0));
+      const int64_t line_offset = pass == 3 ? line * int64_t(ext.H) * W : line * W;
+      float* base = g.image + p * V + line_offset + w0;
+      blur_columns(base, L, stride, cols, q.taps[slot], q.radius[slot], buf);
+      if (last_pass(q) == pass) {
+        for (int l = 0; l < L; ++l)
+          min_max(base + l * stride, cols, unit_lo[size_t(unit)], unit_hi[size_t(unit)]);
+      }
+    });
+    reduce_minmax(units_per_pair, pass);
+  }
+
+  // 5. Normalise and gamma.
+  parallel_for(n * rows, 0, [&](int64_t unit, float*) {
+    const int64_t p = pair_of(unit, rows), r = unit % rows;
+    const Pair& q = g.pair[size_t(p)];
+    normalise_row(g.image + p * V + r * W, W, lo[size_t(p)],
+                  normalise_factor(lo[size_t(p)], hi[size_t(p)]), q.gamma);
+  });
+}
+
 }  // namespace
 
 void appearance(float* image, const uint8_t* labels, const float* label_stats,
                 const float* bias_coef, const float* scalars, float* stats,
                 const int64_t* sample_index, uint64_t seed, int64_t batch, int apps,
                 int num_labels, const Extent& ext, const std::vector<int>& bias_nodes) {
-  const int d = ext.d, K = num_labels, W = ext.W;
-  const int64_t V = ext.voxels(), rows = ext.rows(), pairs = batch * apps;
+  const int d = ext.d, K = num_labels;
+  const int64_t V = ext.voxels(), pairs = batch * apps;
   const int64_t lattice = int64_t(bias_nodes[0]) * bias_nodes[1] * (d == 3 ? bias_nodes[2] : 1);
   const int nscalars = layout::scalar_count(d);
 
@@ -187,95 +305,16 @@ void appearance(float* image, const uint8_t* labels, const float* label_stats,
     bias.emplace_back(ext, bias_nodes, bias_coef + p * lattice, s);
   }
   begin_call();
-
-  // 1. Intensity, texture and bias; max|x| per row.
-  std::vector<float> row_top(size_t(pairs * rows));
-  parallel_for(pairs * rows, 4 * size_t(W), [&](int64_t unit, float* buf) {
-    const int64_t p = unit / rows, r = unit % rows;
-    const Pair& q = pair[size_t(p)];
-    float* psi = buf;
-    float* mean = buf + W;
-    float* sd = buf + 2 * W;
-    float* noise = buf + 3 * W;
-    bias[size_t(p)].row(int(r / ext.H), int(r % ext.H), psi);
-    label_lookup(labels + (p / apps) * V + r * W, q.stats, K, W, q.texture, mean, sd);
-    if (q.texture) normal_range(q.texture_noise, voxel_noise_element(q.app, V, r * W), W, noise);
-    row_top[size_t(unit)] = intensity_row(mean, q.texture ? sd : nullptr,
-                                          q.texture ? noise : nullptr, psi, W,
-                                          image + p * V + r * W);
-  });
   std::vector<float> top(size_t(pairs), 0.0f);
-  for (int64_t u = 0; u < pairs * rows; ++u)
-    top[size_t(u / rows)] = max_of(top[size_t(u / rows)], row_top[size_t(u)]);
-
-  // Which pass sees the final values (and so takes the min / max) differs per pair.
-  auto last_pass = [&](const Pair& q) { return q.radius[0] > 0 ? 4 : q.radius[1] > 0 ? 3 : 2; };
-  // Per-unit lo / hi of the last pass, reduced per pair afterwards.
-  std::vector<float> unit_lo, unit_hi;
-  auto reset_minmax = [&](int64_t units) {
-    unit_lo.assign(size_t(units), 3.0e38f);
-    unit_hi.assign(size_t(units), -3.0e38f);
-  };
   std::vector<float> lo(size_t(pairs), 3.0e38f), hi(size_t(pairs), -3.0e38f);
-  auto reduce_minmax = [&](int64_t units_per_pair, int pass) {
-    for (int64_t u = 0; u < pairs * units_per_pair; ++u) {
-      const size_t p = size_t(u / units_per_pair);
-      if (last_pass(pair[p]) != pass) continue;
-      lo[p] = min_of(lo[p], unit_lo[size_t(u)]);
-      hi[p] = max_of(hi[p], unit_hi[size_t(u)]);
-    }
-  };
-
-  // 2. Image noise and the W blur.
-  reset_minmax(pairs * rows);
-  parallel_for(pairs * rows, 2 * size_t(W) + 2 * max_r, [&](int64_t unit, float* buf) {
-    const int64_t p = unit / rows, r = unit % rows;
-    const Pair& q = pair[size_t(p)];
-    float* x = image + p * V + r * W;
-    float* noise = buf;
-    float* line = buf + W;
-    normal_range(q.image_noise, voxel_noise_element(q.app, V, r * W), W, noise);
-    const int rw = q.radius[2];
-    add_noise_padded(x, noise, noise_scale(q.noise_std, top[size_t(p)]), W, rw, line);
-    convolve_line(line, q.taps[2], rw, W, x);
-    if (last_pass(q) == 2) min_max(x, W, unit_lo[size_t(unit)], unit_hi[size_t(unit)]);
-  });
-  reduce_minmax(rows, 2);
-
-  // 3. and 4. Blur along H (per slice) and along D, a block of columns at a time.
-  const int64_t blocks = (W + COLUMN_BLOCK - 1) / COLUMN_BLOCK;
-  for (int pass = 3; pass <= 4 && pass - 2 <= d - 1; ++pass) {
-    const int slot = pass == 3 ? 1 : 0;                 // H or D
-    const int L = pass == 3 ? ext.H : ext.D;
-    const int64_t stride = pass == 3 ? W : int64_t(ext.H) * W;
-    const int64_t lines = pass == 3 ? ext.D : ext.H;    // independent lines per pair
-    const int64_t units_per_pair = lines * blocks;
-    reset_minmax(pairs * units_per_pair);
-    parallel_for(pairs * units_per_pair, size_t(L + 2 * max_r) * COLUMN_BLOCK,
-                 [&](int64_t unit, float* buf) {
-      const int64_t p = unit / units_per_pair, rest = unit % units_per_pair;
-      const Pair& q = pair[size_t(p)];
-      if (q.radius[slot] == 0) return;
-      const int64_t line = rest / blocks, w0 = (rest % blocks) * COLUMN_BLOCK;
-      const int cols = int(std::min<int64_t>(COLUMN_BLOCK, W - w0));
-      const int64_t line_offset = pass == 3 ? line * int64_t(ext.H) * W : line * W;
-      float* base = image + p * V + line_offset + w0;
-      blur_columns(base, L, stride, cols, q.taps[slot], q.radius[slot], buf);
-      if (last_pass(q) == pass) {
-        for (int l = 0; l < L; ++l)
-          min_max(base + l * stride, cols, unit_lo[size_t(unit)], unit_hi[size_t(unit)]);
-      }
-    });
-    reduce_minmax(units_per_pair, pass);
+  // The five passes run on groups of pairs whose images fit in the last-level cache, so that
+  // passes 2 to 5 read what the previous pass left there instead of main memory.
+  const int64_t group = std::max<int64_t>(1, CACHED_IMAGE_BYTES / (V * int64_t(sizeof(float))));
+  for (int64_t first = 0; first < pairs; first += group) {
+    const int64_t n = std::min(group, pairs - first);
+    const PassGroup g{pair, bias, labels, image, ext, K, apps, max_r, first, n};
+    run_passes(g, top, lo, hi);
   }
-
-  // 5. Normalise and gamma.
-  parallel_for(pairs * rows, 0, [&](int64_t unit, float*) {
-    const int64_t p = unit / rows, r = unit % rows;
-    const Pair& q = pair[size_t(p)];
-    normalise_row(image + p * V + r * W, W, lo[size_t(p)],
-                  normalise_factor(lo[size_t(p)], hi[size_t(p)]), q.gamma);
-  });
 
   for (int64_t p = 0; p < pairs; ++p) {
     float* st = stats + p * layout::STAT_COUNT;
