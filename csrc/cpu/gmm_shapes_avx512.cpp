@@ -82,7 +82,6 @@ inline void uniform_cell(__m512 q, float scale, int nodes, __m512i& i, __m512& f
 // the union has at most 16 nodes.
 struct UnionAxis {
   int count = 0;            // U nodes
-  int lattice = 0;          // L
   float unit_scale = 0.0f;  // L / (N - 1)
   alignas(64) int cell_of_unit[32] = {};  // for u <= L (the last cell at u = L)
   alignas(64) float start_of_unit[32] = {};
@@ -100,7 +99,6 @@ struct UnionAxis {
       for (int i = 1; i < g.nodes[s] - 1; ++i) node_at[i * (L / (g.nodes[s] - 1))] = true;
     count = int(std::count(node_at, node_at + L + 1, true));
     if (count > 16 || N < 2) return false;
-    lattice = L;
     unit_scale = float(double(L) / double(N - 1));
     int c = -1;
     for (int u = 0; u <= L; ++u) {
