@@ -109,6 +109,28 @@ def test_avx512_and_portable_label_kernels_agree(shape, K):
     assert float((out[0] != out[1]).float().mean()) < 1e-4
 
 
+@pytest.mark.skipif(not _C.avx512_enabled(), reason="this CPU has no AVX-512")
+def test_avx512_and_portable_normals_agree():
+    """The hand-vectorised normals (philox_fill, and the noise of appearance, whose rows
+    start inside Philox blocks when W is not a multiple of 4) against the portable loop: the
+    same arithmetic up to the rounding of fused multiply-adds."""
+    config = rasd_kernels.SynthesisConfig(texture_std_max=0.2)
+    index = torch.tensor([3, 1 << 33, 0])
+    out = []
+    for wide in (True, False):
+        _C.allow_avx512(wide)
+        try:
+            noise = philox_fill(torch.empty(3, 1237), index, 17, 7, "normal", backend="cpu")
+            image, _ = rasd_kernels.synthesize(2, (17, 19, 23), 5, seed=4, config=config,
+                                               backend="cpu")
+            out.append((noise, image))
+        finally:
+            _C.allow_avx512(True)
+    assert not torch.equal(out[0][0], torch.zeros_like(out[0][0]))
+    torch.testing.assert_close(out[0][0], out[1][0], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(out[0][1], out[1][1], atol=1e-5, rtol=1e-5)
+
+
 def _peak_rss_bytes() -> int:
     with open("/proc/self/status") as f:
         for line in f:

@@ -66,7 +66,7 @@ void parallel_for(int64_t count, size_t scratch_floats, Body&& body) {
   {
     std::vector<float> scratch(scratch_floats);
     bool worked = false;
-#pragma omp for schedule(guided, chunk)
+#pragma omp for schedule(dynamic, chunk)
     for (int64_t i = 0; i < count; ++i) {
       body(i, scratch.data());
       worked = true;
@@ -75,11 +75,22 @@ void parallel_for(int64_t count, size_t scratch_floats, Body&& body) {
   }
 }
 
+// Whether the hand-vectorised AVX-512 kernels may run: this CPU has the subsets they use
+// (F, BW, DQ, VL) and allow_avx512(false) has not been called (the tests compare them with
+// the portable loops that run everywhere else).
+bool avx512_enabled();
+void allow_avx512(bool allowed);
+
 // ---- Philox ranges (philox_fill.cpp) -----------------------------------------------------
 
 // out[i] = normal / uniform element e0 + i of a stream, i < n.
 void normal_range(const PhiloxStream& s, uint64_t e0, int64_t n, float* out);
 void uniform_range(const PhiloxStream& s, uint64_t e0, int64_t n, float* out);
+
+// The normals of nb consecutive blocks from block `first`, in element order, hand-vectorised
+// (philox_avx512.cpp); available when built with AVX-512 and avx512_enabled().
+bool normals_avx512_available();
+void normal_blocks_avx512(PhiloxStream s, uint32_t first, int nb, float* out);
 
 // ---- the four ops ---------------------------------------------------------------------
 
@@ -89,10 +100,6 @@ void philox_fill(float* out, int64_t batch, int64_t per_sample, const int64_t* s
 void gmm_shapes(uint8_t* labels, const float* fields, const float* warps, int64_t batch,
                 int num_labels, const Extent& ext, const std::vector<int>& field_nodes,
                 const std::vector<int>& warp_nodes, bool blobs);
-
-// Whether gmm_shapes may take its AVX-512 path on CPUs that have it (the tests compare it
-// with the portable path).
-void allow_avx512(bool allowed);
 
 void bias_field(float* image, const float* coef, const float* scalars, int64_t batch,
                 int apps, const Extent& ext, const std::vector<int>& nodes, int scalar_stride);

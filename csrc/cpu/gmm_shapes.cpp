@@ -5,7 +5,6 @@
 // lerp per voxel; the warped positions of the row feed the field grids (tiny, L1-resident)
 // and a running argmax over labels. Memory per thread is a few rows of floats.
 #include <algorithm>
-#include <atomic>
 #include <stdexcept>
 
 #include "../common/gmm_shapes.h"
@@ -174,8 +173,6 @@ void blobs_row(const Problem& pb, int64_t b, int z, int y, uint8_t* label, float
   }
 }
 
-std::atomic<bool> wide_allowed{true};
-
 }  // namespace
 
 namespace gmm {
@@ -229,8 +226,6 @@ UnionIntervals::UnionIntervals(int W, const Grids& g) {
 
 }  // namespace gmm
 
-void allow_avx512(bool allowed) { wide_allowed.store(allowed); }
-
 void gmm_shapes(uint8_t* labels, const float* fields, const float* warps, int64_t batch,
                 int num_labels, const Extent& ext, const std::vector<int>& field_nodes,
                 const std::vector<int>& warp_nodes, bool blobs) {
@@ -251,7 +246,7 @@ void gmm_shapes(uint8_t* labels, const float* fields, const float* warps, int64_
                    UnionIntervals(ext.W, wg),
                    UnionIntervals(ext.H, wg)};
   begin_call();
-  if (!blobs && wide_allowed.load() && avx512_available() && avx512_supports(pb)) {
+  if (!blobs && avx512_available() && avx512_supports(pb)) {
     perlin_avx512(pb, batch, labels);
     return;
   }

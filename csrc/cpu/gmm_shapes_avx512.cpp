@@ -77,14 +77,16 @@ inline void uniform_cell(__m512 q, float scale, int nodes, __m512i& i, __m512& f
 
 // The union of the field scales' nodes along one axis of N voxels. Node i of a scale of n
 // nodes sits at lattice unit i L / (n - 1), L = lcm of the n_s - 1, so each unit interval
-// [u, u + 1) lies in one cell: cell_of_unit[u] and start_of_unit[u] (its first voxel
-// coordinate) are all a position needs, from u = trunc(q L / (N - 1)). Built when L <= 31 and
-// the union has at most 16 nodes.
+// [u, u + 1) lies in one cell: cell_of_unit[u] and start_of_unit[u] (the cell's first node,
+// in lattice units) are all a position q in lattice units needs, from u = trunc(q). Built when
+// L <= 31 and the union has at most 16 nodes.
 struct UnionAxis {
   int count = 0;            // U nodes
-  float unit_scale = 0.0f;  // L / (N - 1)
+  int units = 0;            // L
+  float unit_scale = 0.0f;  // L / (N - 1): lattice units per voxel
   alignas(64) int cell_of_unit[32] = {};  // for u <= L (the last cell at u = L)
   alignas(64) float start_of_unit[32] = {};
+  int node_unit[16] = {};   // node positions, in lattice units
   double pos[16] = {};      // node positions, in voxels
 
   bool build(const Grids& g, int N) {
@@ -99,13 +101,17 @@ struct UnionAxis {
       for (int i = 1; i < g.nodes[s] - 1; ++i) node_at[i * (L / (g.nodes[s] - 1))] = true;
     count = int(std::count(node_at, node_at + L + 1, true));
     if (count > 16 || N < 2) return false;
+    units = L;
     unit_scale = float(double(L) / double(N - 1));
     int c = -1;
     for (int u = 0; u <= L; ++u) {
-      if (node_at[u]) pos[++c] = double(u) * (N - 1) / L;
+      if (node_at[u]) {
+        node_unit[++c] = u;
+        pos[c] = double(u) * (N - 1) / L;
+      }
       cell_of_unit[u] = std::min(c, count - 2);
     }
-    for (int u = 0; u <= L; ++u) start_of_unit[u] = float(pos[cell_of_unit[u]]);
+    for (int u = 0; u <= L; ++u) start_of_unit[u] = float(node_unit[cell_of_unit[u]]);
     return true;
   }
 };
@@ -222,6 +228,11 @@ struct FieldPlan {
   std::vector<float> coef;
   int64_t per_label = 0;
   float scale[MAX_SCALES][3] = {};  // per-scale node_scale of D, H, W
+  // The unit of the row kernel's positions along D, H, W: lattice units when merged (saves
+  // the conversion per voxel and label), voxels otherwise; `per_voxel` of that unit and the
+  // last position (clamped to).
+  float per_voxel[3] = {1.0f, 1.0f, 1.0f};
+  float last[3] = {};
 
   FieldPlan(const Problem& pb, int64_t batch) {
     const Extent& e = pb.ext;
@@ -233,6 +244,11 @@ struct FieldPlan {
     }
     merged = axis[1].build(pb.fg, e.H) && axis[2].build(pb.fg, e.W) &&
              (e.d == 2 || axis[0].build(pb.fg, e.D));
+    const int sizes[3] = {e.D, e.H, e.W};
+    for (int a = 0; a < 3; ++a) {
+      per_voxel[a] = merged && (a > 0 || e.d == 3) ? axis[a].unit_scale : 1.0f;
+      last[a] = merged && (a > 0 || e.d == 3) ? float(axis[a].units) : float(sizes[a] - 1);
+    }
     if (!merged) return;
     cells = axis[2].count - 1;
     per_label = int64_t(e.d == 3 ? cells : 1) * cells * (1 << e.d) * 16;
@@ -244,9 +260,10 @@ struct FieldPlan {
   }
 
   // The merged field of label bk in every cell, from its values at the union nodes (both in
-  // double): at offsets (fx, fy, fz) voxels from the cell's first corner it is c0 + c1 fx +
-  // c2 fy + c3 fz + c4 fx fy + c5 fx fz + c6 fy fz + c7 fx fy fz; in 2D c0 + c1 fx + c2 fy +
-  // c3 fx fy (offsets in voxels rather than fractions of the cell spare a multiply per axis).
+  // double): at offsets (fx, fy, fz) lattice units from the cell's first corner it is c0 +
+  // c1 fx + c2 fy + c3 fz + c4 fx fy + c5 fx fz + c6 fy fz + c7 fx fy fz; in 2D c0 + c1 fx +
+  // c2 fy + c3 fx fy (offsets in lattice units, the unit the row kernel's positions come in,
+  // rather than fractions of the cell spare a multiply per axis).
   void tabulate(const Problem& pb, int64_t bk, float* out) const {
     const float* fields = pb.fields + bk * pb.fg.total;
     const int d = pb.ext.d, C = cells, U = C + 1, uz_count = d == 3 ? U : 1;
@@ -268,12 +285,12 @@ struct FieldPlan {
         for (int cx = 0; cx < C; ++cx) {
           const double v000 = at(cz, cy, cx), v001 = at(cz, cy, cx + 1);
           const double v010 = at(cz, cy + 1, cx), v011 = at(cz, cy + 1, cx + 1);
-          const double lx = axis[2].pos[cx + 1] - axis[2].pos[cx];
-          const double ly = axis[1].pos[cy + 1] - axis[1].pos[cy];
+          const double lx = axis[2].node_unit[cx + 1] - axis[2].node_unit[cx];
+          const double ly = axis[1].node_unit[cy + 1] - axis[1].node_unit[cy];
           const double xy = (v011 - v010 - v001 + v000) / (lx * ly);
           double c[8] = {v000, (v001 - v000) / lx, (v010 - v000) / ly, xy};  // 2D order
           if (d == 3) {
-            const double lz = axis[0].pos[cz + 1] - axis[0].pos[cz];
+            const double lz = axis[0].node_unit[cz + 1] - axis[0].node_unit[cz];
             const double v100 = at(cz + 1, cy, cx), v101 = at(cz + 1, cy, cx + 1);
             const double v110 = at(cz + 1, cy + 1, cx), v111 = at(cz + 1, cy + 1, cx + 1);
             c[3] = (v100 - v000) / lz;
@@ -318,10 +335,10 @@ template <bool MERGED>
 struct FieldLookup {
   // Merged: per axis, the cell (along D premultiplied by the C cells of a row, so that the
   // row of a (z, y) cell is a sum) and the cell's start of every lattice unit, two registers
-  // each (units 0..31), and L / (N - 1).
+  // each (units 0..31).
   __m512i cell_lo[3], cell_hi[3];
   __m512 start_lo[3], start_hi[3];
-  float unit_scale[3] = {};
+  float last[3];  // positions are clamped to [0, last]
   const float* table;
   int64_t per_label;
   // One by one.
@@ -345,7 +362,7 @@ struct FieldLookup {
       cell_hi[a] = cell[1];
       start_lo[a] = _mm512_load_ps(u.start_of_unit);
       start_hi[a] = _mm512_load_ps(u.start_of_unit + 16);
-      unit_scale[a] = u.unit_scale;
+      last[a] = fp.last[a];
     }
     for (int s = 0; s < count; ++s) {
       shape[s] = GridShape(pb.fg.nodes[s]);
@@ -354,10 +371,10 @@ struct FieldLookup {
     }
   }
 
-  // The cell of 16 clamped positions along axis a and their offsets from the cell's start,
-  // in voxels (the coefficients are per voxel). q = N - 1 is unit L, in the last cell.
+  // The cell of 16 clamped positions (lattice units) along axis a and their offsets from the
+  // cell's start. q = L is in the last cell.
   RASD_INLINE void merged_cell(int a, __m512 q, __m512i& i, __m512& f) const {
-    const __m512i unit = _mm512_cvttps_epi32(_mm512_mul_ps(q, _mm512_set1_ps(unit_scale[a])));
+    const __m512i unit = _mm512_cvttps_epi32(q);
     i = _mm512_permutex2var_epi32(cell_lo[a], unit, cell_hi[a]);
     f = _mm512_sub_ps(q, _mm512_permutex2var_ps(start_lo[a], unit, start_hi[a]));
   }
@@ -435,13 +452,6 @@ struct UnionLine {
   }
 };
 
-// Warped position at 16 columns of union intervals j, offsets dx: alpha_j + beta_j dx.
-inline __m512 position(const float* ab, __m512i j, __m512 dx) {
-  const __m512 alpha = lookup(_mm512_loadu_ps(ab), _mm512_loadu_ps(ab + 16), j);
-  const __m512 beta = lookup(_mm512_loadu_ps(ab + 32), _mm512_loadu_ps(ab + 48), j);
-  return _mm512_fmadd_ps(beta, dx, alpha);
-}
-
 // Scratch of one thread, for one unit of rows at slice z:
 //  - planes: the union form along W of every warp node row along H ([K][DIM][node rows][64]);
 //  - rows: their sum over the scales in union form along H as well: per union interval jy of
@@ -456,13 +466,14 @@ struct Scratch {
   float* rows;
   float* lines;
   float* plane;
+  float* best;  // the row's best score so far (W rounded up to 16 floats)
 
   static size_t floats(const Problem& pb) {
     int node_rows = 0;
     for (int s = 0; s < pb.wg.count; ++s) node_rows += pb.wg.nodes[s];
     const size_t per_kc = size_t(pb.K) * pb.ext.d;
     return per_kc * (node_rows + 2 * pb.wuy.count + 1) * UNION_FLOATS +
-           size_t(pb.wg.max_nodes) * pb.wg.max_nodes;
+           size_t(pb.wg.max_nodes) * pb.wg.max_nodes + (size_t(pb.ext.W) + 15) / 16 * 16;
   }
   Scratch(const Problem& pb, float* buf) : intervals(pb.wuy.count) {
     for (int s = 0; s < pb.wg.count; ++s) {
@@ -474,6 +485,7 @@ struct Scratch {
     rows = planes + per_kc * node_rows * UNION_FLOATS;
     lines = rows + per_kc * 2 * intervals * UNION_FLOATS;
     plane = lines + per_kc * UNION_FLOATS;
+    best = plane + size_t(pb.wg.max_nodes) * pb.wg.max_nodes;
   }
   float* node_row(int kc, int s, int yi) const {
     return planes + (size_t(kc) * node_rows + row_offset[s] + yi) * UNION_FLOATS;
@@ -528,10 +540,10 @@ void build_planes(const Problem& pb, int64_t b, int z, int y0, int y1, const Scr
 }
 
 // Warped-position lines of every (label, axis) at row (z, y): the interval form along H at
-// the row, plus the voxel's own coordinate (z, y, or x = start_j + dx), so that
-// 16 positions cost one FMA per axis.
+// the row, plus the voxel's own coordinate (z, y, or x = start_j + dx), in the unit of the
+// field lookup (fp.per_voxel), so that 16 positions cost one FMA per axis.
 template <int DIM>
-void row_lines(const Problem& pb, int z, int y, const Scratch& ws) {
+void row_lines(const Problem& pb, const FieldPlan& fp, int z, int y, const Scratch& ws) {
   const __m512 start0 = _mm512_loadu_ps(&pb.wu.start[0]);
   const __m512 start1 = _mm512_loadu_ps(&pb.wu.start[16]);
   const __m512 one = _mm512_set1_ps(1.0f);
@@ -552,34 +564,53 @@ void row_lines(const Problem& pb, int z, int y, const Scratch& ws) {
       form.r[0] = _mm512_add_ps(form.r[0], p);
       form.r[1] = _mm512_add_ps(form.r[1], p);
     }
+    if (fp.per_voxel[axis] != 1.0f) {
+      const __m512 unit = _mm512_set1_ps(fp.per_voxel[axis]);
+      for (__m512& r : form.r) r = _mm512_mul_ps(r, unit);
+    }
     form.store(ws.lines + size_t(kc) * UNION_FLOATS);
   }
 }
 
+// The warp lines of one (label, axis) in registers: alpha and beta of <= 32 union intervals.
+struct LineRegs {
+  __m512 alpha_lo, alpha_hi, beta_lo, beta_hi;
+  explicit LineRegs(const float* ab)
+      : alpha_lo(_mm512_loadu_ps(ab)), alpha_hi(_mm512_loadu_ps(ab + 16)),
+        beta_lo(_mm512_loadu_ps(ab + 32)), beta_hi(_mm512_loadu_ps(ab + 48)) {}
+  // Warped position at 16 columns of union intervals j, offsets dx: alpha_j + beta_j dx.
+  RASD_INLINE __m512 at(__m512i j, __m512 dx) const {
+    return _mm512_fmadd_ps(lookup(beta_lo, beta_hi, j), dx, lookup(alpha_lo, alpha_hi, j));
+  }
+};
+
+// One row: label by label, each over the whole row, keeping the best score so far in `best`
+// (W floats). Label-outer, so that the branch of a second cell-row pass sees the same label's
+// previous chunks, whose crossings come in runs along the row.
 template <int DIM, bool MERGED>
 void row_kernel(const Problem& pb, const FieldLookup<MERGED>& field, int64_t b, const float* lines,
-                uint8_t* label) {
+                float* best, uint8_t* label) {
   const Extent& e = pb.ext;
   const int W = e.W;
-  for (int x0 = 0; x0 < W; x0 += 16) {
-    const __mmask16 valid = low_lanes(W - x0);
-    const __m512i j = _mm512_loadu_si512(&pb.wu.column_j[x0]);
-    const __m512 dx = _mm512_loadu_ps(&pb.wu.column_dx[x0]);
-    __m512 best = _mm512_set1_ps(-3.0e38f);
-    __m512i lab = _mm512_setzero_si512();
-    for (int k = 0; k < pb.K; ++k) {
-      const float* lk = lines + size_t(k) * DIM * UNION_FLOATS;
-      __m512 qz = _mm512_setzero_ps(), qy, qx;
-      if (DIM == 3) qz = vclamp(position(lk, j, dx), float(e.D - 1));
-      qy = vclamp(position(lk + (DIM - 2) * UNION_FLOATS, j, dx), float(e.H - 1));
-      qx = vclamp(position(lk + (DIM - 1) * UNION_FLOATS, j, dx), float(W - 1));
+  for (int k = 0; k < pb.K; ++k) {
+    const float* lk = lines + size_t(k) * DIM * UNION_FLOATS;
+    const LineRegs lz(lk), ly(lk + (DIM - 2) * UNION_FLOATS), lx(lk + (DIM - 1) * UNION_FLOATS);
+    const __m512i vk = _mm512_set1_epi32(k);
+    for (int x0 = 0; x0 < W; x0 += 16) {
+      const __mmask16 valid = low_lanes(W - x0);
+      const __m512i j = _mm512_loadu_si512(&pb.wu.column_j[x0]);
+      const __m512 dx = _mm512_loadu_ps(&pb.wu.column_dx[x0]);
+      __m512 qz = _mm512_setzero_ps();
+      if (DIM == 3) qz = vclamp(lz.at(j, dx), field.last[0]);
+      const __m512 qy = vclamp(ly.at(j, dx), field.last[1]);
+      const __m512 qx = vclamp(lx.at(j, dx), field.last[2]);
       const __m512 score = field.template score<DIM>(b * pb.K + k, qz, qy, qx, valid);
       // Strictly greater: ties keep the lower label.
-      const __mmask16 better = _mm512_cmp_ps_mask(score, best, _CMP_GT_OQ);
-      best = _mm512_mask_mov_ps(best, better, score);
-      lab = _mm512_mask_mov_epi32(lab, better, _mm512_set1_epi32(k));
+      const __mmask16 better = k == 0 ? valid
+          : _mm512_mask_cmp_ps_mask(valid, score, _mm512_loadu_ps(best + x0), _CMP_GT_OQ);
+      _mm512_mask_storeu_ps(best + x0, better, score);
+      _mm512_mask_cvtepi32_storeu_epi8(label + x0, better, vk);
     }
-    _mm512_mask_cvtepi32_storeu_epi8(label + x0, valid, lab);
   }
 }
 
@@ -590,9 +621,9 @@ void unit_kernel(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y
   const FieldLookup<MERGED> field(pb, fp);
   build_planes<DIM>(pb, b, z, y0, y1, ws);
   for (int y = y0; y < y1; ++y) {
-    row_lines<DIM>(pb, z, y, ws);
+    row_lines<DIM>(pb, fp, z, y, ws);
     uint8_t* label = labels + b * pb.ext.voxels() + (int64_t(z) * pb.ext.H + y) * pb.ext.W;
-    row_kernel<DIM, MERGED>(pb, field, b, ws.lines, label);
+    row_kernel<DIM, MERGED>(pb, field, b, ws.lines, ws.best, label);
   }
 }
 
@@ -608,12 +639,7 @@ void unit_dispatch(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int
 
 }  // namespace
 
-bool avx512_available() {
-  static const bool ok = __builtin_cpu_supports("avx512f") &&
-                         __builtin_cpu_supports("avx512bw") &&
-                         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
-  return ok;
-}
+bool avx512_available() { return avx512_enabled(); }
 
 bool avx512_supports(const Problem& pb) {
   for (int s = 0; s < pb.wg.count; ++s)

@@ -112,7 +112,9 @@ PYBIND11_MODULE(_C, m) {
         },
         py::arg("counter"), py::arg("key"), "One Philox4x32-10 block (Random123 layout).");
   m.def("allow_avx512", &rasd::cpu::allow_avx512, py::arg("allowed"),
-        "Let gmm_shapes use its AVX-512 kernel where the CPU has it (default True).");
+        "Let the AVX-512 kernels (labels, normals) run where the CPU has them (default True).");
+  m.def("avx512_enabled", &rasd::cpu::avx512_enabled,
+        "Whether the AVX-512 kernels run: the CPU has them and allow_avx512 allows them.");
   m.def("stream_ids", &stream_ids, "The stream ids of csrc/common/streams.h.");
   m.def("last_threads_used", &rasd::cpu::last_threads_used,
         "How many OpenMP threads did work in the most recent kernel call.");

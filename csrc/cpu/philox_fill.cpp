@@ -78,7 +78,7 @@ void fill_range(const PhiloxStream& s, uint64_t e0, int64_t n, float* out, Block
 }  // namespace
 
 void normal_range(const PhiloxStream& s, uint64_t e0, int64_t n, float* out) {
-  fill_range(s, e0, n, out, normal_blocks);
+  fill_range(s, e0, n, out, normals_avx512_available() ? normal_blocks_avx512 : normal_blocks);
 }
 
 void uniform_range(const PhiloxStream& s, uint64_t e0, int64_t n, float* out) {

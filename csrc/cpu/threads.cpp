@@ -12,6 +12,7 @@ namespace cpu {
 namespace {
 std::atomic<uint64_t> used_mask{0};
 std::atomic<int> requested_threads{0};
+std::atomic<bool> avx512_allowed{true};
 }
 
 void set_num_threads(int n) { requested_threads.store(n > 0 ? n : 0); }
@@ -29,6 +30,19 @@ void mark_thread_used() {
 }
 
 int last_threads_used() { return __builtin_popcountll(used_mask.load()); }
+
+bool avx512_enabled() {
+#if defined(__x86_64__) && defined(__GNUC__)
+  static const bool supported =
+      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+  return supported && avx512_allowed.load(std::memory_order_relaxed);
+#else
+  return false;
+#endif
+}
+
+void allow_avx512(bool allowed) { avx512_allowed.store(allowed); }
 
 Extent make_extent(const std::vector<int64_t>& shape) {
   if (shape.size() != 2 && shape.size() != 3)
