@@ -150,44 +150,16 @@ struct RowPair {
 // general register), not through memory: a scalar load from a vector just stored waits for
 // the store to retire, on every pass.
 template <class Value>
-RASD_INLINE __m512 per_distinct_row(__m512i row, __mmask16 valid, bool& spans, Value&& value) {
+RASD_INLINE __m512 per_distinct_row(__m512i row, __mmask16 valid, Value&& value) {
   int r0 = _mm_cvtsi128_si32(_mm512_castsi512_si128(row));
   __mmask16 same = _mm512_mask_cmpeq_epi32_mask(valid, row, _mm512_set1_epi32(r0));
   __m512 out = value(r0);
   unsigned todo = unsigned(valid) & ~unsigned(same);
-  spans = todo != 0;
   while (todo) {
     const __m512i first = _mm512_permutexvar_epi32(_mm512_set1_epi32(__builtin_ctz(todo)), row);
     r0 = _mm_cvtsi128_si32(_mm512_castsi512_si128(first));
     same = _mm512_mask_cmpeq_epi32_mask(__mmask16(todo), row, first);
     out = _mm512_mask_mov_ps(out, same, value(r0));
-    todo &= ~unsigned(same);
-  }
-  return out;
-}
-
-// The same for chunks that usually span two cell rows: the rows of lane 0 and of the last
-// valid lane (`last`: its index in every lane) are both evaluated without a branch, and only
-// lanes in neither (a third row) loop. Where most chunks span two rows this is cheaper: the
-// branch of per_distinct_row mispredicts and its second pass waits for the first. Every lane
-// gets the value of its own row either way, so the two forms give identical results.
-// `spans` is set when the valid lanes span more than one row.
-template <class Value>
-RASD_INLINE __m512 per_two_rows(__m512i row, __mmask16 valid, __m512i last, bool& spans,
-                                Value&& value) {
-  const int r0 = _mm_cvtsi128_si32(_mm512_castsi512_si128(row));
-  const __m512i row1 = _mm512_permutexvar_epi32(last, row);
-  const int r1 = _mm_cvtsi128_si32(_mm512_castsi512_si128(row1));
-  const __mmask16 in0 = _mm512_mask_cmpeq_epi32_mask(valid, row, _mm512_set1_epi32(r0));
-  const __mmask16 in1 = _mm512_mask_cmpeq_epi32_mask(valid, row, row1);
-  __m512 out = _mm512_mask_mov_ps(value(r0), in1, value(r1));
-  spans = r1 != r0;
-  unsigned todo = unsigned(valid) & ~unsigned(in0 | in1);
-  while (todo) {
-    const __m512i first = _mm512_permutexvar_epi32(_mm512_set1_epi32(__builtin_ctz(todo)), row);
-    const int r = _mm_cvtsi128_si32(_mm512_castsi512_si128(first));
-    const __mmask16 same = _mm512_mask_cmpeq_epi32_mask(__mmask16(todo), row, first);
-    out = _mm512_mask_mov_ps(out, same, value(r));
     todo &= ~unsigned(same);
   }
   return out;
@@ -205,8 +177,7 @@ RASD_INLINE __m512 interpolate(const float* g, const GridShape& gs, const Cells&
   const __m512i ix1 = _mm512_add_epi32(c.ix, one);
   const __m512i ixn = _mm512_add_epi32(c.ix, vn);
   const __m512i ixn1 = _mm512_add_epi32(ixn, one);
-  bool spans;
-  return per_distinct_row(row, valid, spans, [&](int r0) {
+  return per_distinct_row(row, valid, [&](int r0) {
     const RowPair near(g + size_t(r0) * n, gs);  // rows (z, y) and (z, y + 1)
     const __m512 c0 = vlerp(near.at(c.ix, ix1, c.fx), near.at(ixn, ixn1, c.fx), c.fy);
     __m512 v = c0;
@@ -220,13 +191,11 @@ RASD_INLINE __m512 interpolate(const float* g, const GridShape& gs, const Cells&
 }
 
 // The merged field at 16 positions from its coefficient table: one pass per distinct (D, H)
-// cell row among the valid lanes (TWO: per_two_rows), each coefficient of that row's cells
-// one register.
-template <int DIM, bool TWO>
-RASD_INLINE __m512 merged_value(const float* table, const Cells& c, __mmask16 valid,
-                                __m512i last, bool& spans) {
+// cell row among the valid lanes, each coefficient of that row's cells one register.
+template <int DIM>
+RASD_INLINE __m512 merged_value(const float* table, const Cells& c, __mmask16 valid) {
   const __m512i row = _mm512_add_epi32(c.iz, c.iy);  // c.iz is the row of cell (z, 0)
-  auto value = [&](int r0) {
+  return per_distinct_row(row, valid, [&](int r0) {
     const float* p = table + int64_t(r0) * (1 << DIM) * 16;
     auto coefficient = [&](int i) {
       return _mm512_permutexvar_ps(c.ix, _mm512_loadu_ps(p + 16 * i));
@@ -245,9 +214,7 @@ RASD_INLINE __m512 merged_value(const float* table, const Cells& c, __mmask16 va
                           _mm512_fmadd_ps(c.fy, coefficient(2), coefficient(0)));
     }
     return v;
-  };
-  if (TWO) return per_two_rows(row, valid, last, spans, value);
-  return per_distinct_row(row, valid, spans, value);
+  });
 }
 
 // The field scales of one problem: either their sum on the union of their nodes, as
@@ -412,11 +379,9 @@ struct FieldLookup {
     f = _mm512_sub_ps(q, _mm512_permutex2var_ps(start_lo[a], unit, start_hi[a]));
   }
 
-  // Score of label bk (sample b, label k) at 16 clamped positions; `last`, `spans`: see
-  // per_two_rows (TWO) and per_distinct_row (merged fields only).
-  template <int DIM, bool TWO>
-  RASD_INLINE __m512 score(int64_t bk, __m512 qz, __m512 qy, __m512 qx, __mmask16 valid,
-                           __m512i last, bool& spans) const {
+  // Score of label bk (sample b, label k) at 16 clamped positions.
+  template <int DIM>
+  RASD_INLINE __m512 score(int64_t bk, __m512 qz, __m512 qy, __m512 qx, __mmask16 valid) const {
     Cells c;
     c.iz = _mm512_setzero_si512();
     c.fz = _mm512_setzero_ps();
@@ -424,7 +389,7 @@ struct FieldLookup {
       if (DIM == 3) merged_cell(0, qz, c.iz, c.fz);
       merged_cell(1, qy, c.iy, c.fy);
       merged_cell(2, qx, c.ix, c.fx);
-      return merged_value<DIM, TWO>(table + bk * per_label, c, valid, last, spans);
+      return merged_value<DIM>(table + bk * per_label, c, valid);
     }
     const float* fk = fields + bk * total;
     __m512 sum = _mm512_setzero_ps();
@@ -619,54 +584,33 @@ struct LineRegs {
   }
 };
 
-// Label k over one row, keeping the best score so far in `best` (W floats) and its label in
-// `label`; returns how many chunks of 16 voxels spanned more than one cell row.
-template <int DIM, bool MERGED, bool TWO>
-int label_pass(const Problem& pb, const FieldLookup<MERGED>& field, int64_t b, int k,
-               const float* lines, float* best, uint8_t* label) {
-  const Extent& e = pb.ext;
-  const int W = e.W;
-  const float* lk = lines + size_t(k) * DIM * UNION_FLOATS;
-  const LineRegs lz(lk), ly(lk + (DIM - 2) * UNION_FLOATS), lx(lk + (DIM - 1) * UNION_FLOATS);
-  const __m512i vk = _mm512_set1_epi32(k);
-  int spanning = 0;
-  for (int x0 = 0; x0 < W; x0 += 16) {
-    const __mmask16 valid = low_lanes(W - x0);
-    const __m512i last = _mm512_set1_epi32(std::min(W - x0, 16) - 1);
-    const __m512i j = _mm512_loadu_si512(&pb.wu.column_j[x0]);
-    const __m512 dx = _mm512_loadu_ps(&pb.wu.column_dx[x0]);
-    __m512 qz = _mm512_setzero_ps();
-    if (DIM == 3) qz = vclamp(lz.at(j, dx), field.last[0]);
-    const __m512 qy = vclamp(ly.at(j, dx), field.last[1]);
-    const __m512 qx = vclamp(lx.at(j, dx), field.last[2]);
-    bool spans = false;
-    const __m512 score =
-        field.template score<DIM, TWO>(b * pb.K + k, qz, qy, qx, valid, last, spans);
-    spanning += spans;
-    // Strictly greater: ties keep the lower label.
-    const __mmask16 better = k == 0 ? valid
-        : _mm512_mask_cmp_ps_mask(valid, score, _mm512_loadu_ps(best + x0), _CMP_GT_OQ);
-    _mm512_mask_storeu_ps(best + x0, better, score);
-    _mm512_mask_cvtepi32_storeu_epi8(label + x0, better, vk);
-  }
-  return spanning;
-}
-
-// One row, label by label. Each label's chunks take the two-row form (per_two_rows) when
-// more than TWO_ROW_SHARE of them spanned two cell rows in the previous row of the unit:
-// neighbouring rows cross the same cell boundaries, and which form runs changes only the
-// speed, never a result.
-constexpr float TWO_ROW_SHARE = 0.4f;
-
+// One row: label by label, each over the whole row, keeping the best score so far in `best`
+// (W floats). Label-outer, so that the branch of a second cell-row pass sees the same label's
+// previous chunks, whose crossings come in runs along the row.
 template <int DIM, bool MERGED>
 void row_kernel(const Problem& pb, const FieldLookup<MERGED>& field, int64_t b, const float* lines,
-                float* best, bool* two_rows, uint8_t* label) {
-  const int chunks = (pb.ext.W + 15) / 16;
+                float* best, uint8_t* label) {
+  const Extent& e = pb.ext;
+  const int W = e.W;
   for (int k = 0; k < pb.K; ++k) {
-    const int spanning =
-        two_rows[k] ? label_pass<DIM, MERGED, true>(pb, field, b, k, lines, best, label)
-                    : label_pass<DIM, MERGED, false>(pb, field, b, k, lines, best, label);
-    two_rows[k] = MERGED && float(spanning) > TWO_ROW_SHARE * float(chunks);
+    const float* lk = lines + size_t(k) * DIM * UNION_FLOATS;
+    const LineRegs lz(lk), ly(lk + (DIM - 2) * UNION_FLOATS), lx(lk + (DIM - 1) * UNION_FLOATS);
+    const __m512i vk = _mm512_set1_epi32(k);
+    for (int x0 = 0; x0 < W; x0 += 16) {
+      const __mmask16 valid = low_lanes(W - x0);
+      const __m512i j = _mm512_loadu_si512(&pb.wu.column_j[x0]);
+      const __m512 dx = _mm512_loadu_ps(&pb.wu.column_dx[x0]);
+      __m512 qz = _mm512_setzero_ps();
+      if (DIM == 3) qz = vclamp(lz.at(j, dx), field.last[0]);
+      const __m512 qy = vclamp(ly.at(j, dx), field.last[1]);
+      const __m512 qx = vclamp(lx.at(j, dx), field.last[2]);
+      const __m512 score = field.template score<DIM>(b * pb.K + k, qz, qy, qx, valid);
+      // Strictly greater: ties keep the lower label.
+      const __mmask16 better = k == 0 ? valid
+          : _mm512_mask_cmp_ps_mask(valid, score, _mm512_loadu_ps(best + x0), _CMP_GT_OQ);
+      _mm512_mask_storeu_ps(best + x0, better, score);
+      _mm512_mask_cvtepi32_storeu_epi8(label + x0, better, vk);
+    }
   }
 }
 
@@ -675,12 +619,11 @@ template <int DIM, bool MERGED>
 void unit_kernel(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y0, int y1,
                  uint8_t* labels, const Scratch& ws) {
   const FieldLookup<MERGED> field(pb, fp);
-  bool two_rows[256] = {};  // per label: see row_kernel
   build_planes<DIM>(pb, b, z, y0, y1, ws);
   for (int y = y0; y < y1; ++y) {
     row_lines<DIM>(pb, fp, z, y, ws);
     uint8_t* label = labels + b * pb.ext.voxels() + (int64_t(z) * pb.ext.H + y) * pb.ext.W;
-    row_kernel<DIM, MERGED>(pb, field, b, ws.lines, ws.best, two_rows, label);
+    row_kernel<DIM, MERGED>(pb, field, b, ws.lines, ws.best, label);
   }
 }
 
