@@ -154,7 +154,9 @@ void min_max(const float* RASD_RESTRICT x, int64_t n, float& lo, float& hi) {
 
 // Blur `cols` contiguous columns along a strided axis of length L, in place: the block is
 // copied into buf with r replicated rows at both ends, then convolved back.
-RASD_CPU_CLONES
+// The row copies stay loops: turned into memcpy calls (GCC does at -O3) each 256-byte row
+// paid a library call, more than the copy.
+RASD_CPU_CLONES __attribute__((optimize("no-tree-loop-distribute-patterns")))
 void blur_columns(float* RASD_RESTRICT base, int L, int64_t stride, int cols,
                   const float* RASD_RESTRICT taps, int r, float* RASD_RESTRICT buf) {
   for (int l = 0; l < L + 2 * r; ++l) {
