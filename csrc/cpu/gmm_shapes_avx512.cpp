@@ -457,14 +457,13 @@ struct UnionLine {
 //  - rows: their sum over the scales in union form along H as well: per union interval jy of
 //    H, the form at its first row and its change per row ([K][DIM][J_H][2][64]), so that a row
 //    of voxels needs one FMA per register for its warp lines;
-//  - lines: one row's warp lines ([K][DIM][64]); plane: one grid plane lerped along D.
+//  - plane: one grid plane lerped along D; best: the best score so far along a row.
 struct Scratch {
   int node_rows = 0;  // sum of the warp scales' nodes
   int row_offset[MAX_SCALES] = {};
   int intervals = 0;  // J_H
   float* planes;
   float* rows;
-  float* lines;
   float* plane;
   float* best;  // the row's best score so far (W rounded up to 16 floats)
 
@@ -472,7 +471,7 @@ struct Scratch {
     int node_rows = 0;
     for (int s = 0; s < pb.wg.count; ++s) node_rows += pb.wg.nodes[s];
     const size_t per_kc = size_t(pb.K) * pb.ext.d;
-    return per_kc * (node_rows + 2 * pb.wuy.count + 1) * UNION_FLOATS +
+    return per_kc * (node_rows + 2 * pb.wuy.count) * UNION_FLOATS +
            size_t(pb.wg.max_nodes) * pb.wg.max_nodes + (size_t(pb.ext.W) + 15) / 16 * 16;
   }
   Scratch(const Problem& pb, float* buf) : intervals(pb.wuy.count) {
@@ -483,8 +482,7 @@ struct Scratch {
     const size_t per_kc = size_t(pb.K) * pb.ext.d;
     planes = buf;
     rows = planes + per_kc * node_rows * UNION_FLOATS;
-    lines = rows + per_kc * 2 * intervals * UNION_FLOATS;
-    plane = lines + per_kc * UNION_FLOATS;
+    plane = rows + per_kc * 2 * intervals * UNION_FLOATS;
     best = plane + size_t(pb.wg.max_nodes) * pb.wg.max_nodes;
   }
   float* node_row(int kc, int s, int yi) const {
@@ -495,9 +493,13 @@ struct Scratch {
   }
 };
 
-// The forms of the union intervals along H that rows [y0, y1) fall in, from the node rows:
-// every scale is linear in y on such an interval.
-void build_interval_forms(const Problem& pb, int kc, int y0, int y1, const Scratch& ws) {
+// The forms of the union intervals along H that rows [y0, y1) of slice z fall in, from the
+// node rows: every scale is linear in y on such an interval. The voxel's own coordinate along
+// the warp's axis (z, y = start + dy, or x = start_j + dx) is added, and the whole form is
+// put in the unit of the field lookup (fp.per_voxel), so that a row's position lines are one
+// FMA per register and 16 positions one more.
+void build_interval_forms(const Problem& pb, const FieldPlan& fp, int kc, int axis, int z,
+                          int y0, int y1, const Scratch& ws) {
   const UnionIntervals& u = pb.wuy;
   for (int jy = u.column_j[y0]; jy <= u.column_j[y1 - 1]; ++jy) {
     UnionLine start, step;
@@ -506,6 +508,28 @@ void build_interval_forms(const Problem& pb, int kc, int y0, int y1, const Scrat
       const float f0 = u.frac0[size_t(s) * u.stride + jy];
       start.add_lerp(ws.node_row(kc, s, cell), ws.node_row(kc, s, cell + 1), f0);
       step.add_difference(ws.node_row(kc, s, cell), ws.node_row(kc, s, cell + 1), u.slope[s]);
+    }
+    const __m512 one = _mm512_set1_ps(1.0f);
+    if (axis == 2) {  // alpha_j += start_j, beta_j += 1
+      start.r[0] = _mm512_add_ps(start.r[0], _mm512_loadu_ps(&pb.wu.start[0]));
+      start.r[1] = _mm512_add_ps(start.r[1], _mm512_loadu_ps(&pb.wu.start[16]));
+      start.r[2] = _mm512_add_ps(start.r[2], one);
+      start.r[3] = _mm512_add_ps(start.r[3], one);
+    } else {
+      const __m512 at = _mm512_set1_ps(axis == 0 ? float(z) : u.start[size_t(jy)]);
+      start.r[0] = _mm512_add_ps(start.r[0], at);
+      start.r[1] = _mm512_add_ps(start.r[1], at);
+      if (axis == 1) {  // + 1 per row
+        step.r[0] = _mm512_add_ps(step.r[0], one);
+        step.r[1] = _mm512_add_ps(step.r[1], one);
+      }
+    }
+    if (fp.per_voxel[axis] != 1.0f) {
+      const __m512 unit = _mm512_set1_ps(fp.per_voxel[axis]);
+      for (int i = 0; i < 4; ++i) {
+        start.r[i] = _mm512_mul_ps(start.r[i], unit);
+        step.r[i] = _mm512_mul_ps(step.r[i], unit);
+      }
     }
     float* out = ws.interval_form(kc, jy);
     start.store(out);
@@ -516,7 +540,8 @@ void build_interval_forms(const Problem& pb, int kc, int y0, int y1, const Scrat
 // Union forms along W of every node row along H of every warp grid of sample b at slice z,
 // then the interval forms along H of rows [y0, y1).
 template <int DIM>
-void build_planes(const Problem& pb, int64_t b, int z, int y0, int y1, const Scratch& ws) {
+void build_planes(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y0, int y1,
+                  const Scratch& ws) {
   for (int kc = 0; kc < pb.K * DIM; ++kc) {
     const float* grid = pb.warps + (b * pb.K * DIM + kc) * pb.wg.total;
     for (int s = 0; s < pb.wg.count; ++s) {
@@ -535,66 +560,45 @@ void build_planes(const Problem& pb, int64_t b, int z, int y0, int y1, const Scr
         form.store(ws.node_row(kc, s, yi));
       }
     }
-    build_interval_forms(pb, kc, y0, y1, ws);
+    build_interval_forms(pb, fp, kc, kc % DIM + 3 - DIM, z, y0, y1, ws);
   }
 }
 
-// Warped-position lines of every (label, axis) at row (z, y): the interval form along H at
-// the row, plus the voxel's own coordinate (z, y, or x = start_j + dx), in the unit of the
-// field lookup (fp.per_voxel), so that 16 positions cost one FMA per axis.
-template <int DIM>
-void row_lines(const Problem& pb, const FieldPlan& fp, int z, int y, const Scratch& ws) {
-  const __m512 start0 = _mm512_loadu_ps(&pb.wu.start[0]);
-  const __m512 start1 = _mm512_loadu_ps(&pb.wu.start[16]);
-  const __m512 one = _mm512_set1_ps(1.0f);
-  const int jy = pb.wuy.column_j[y];
-  const float dy = pb.wuy.column_dx[y];
-  for (int kc = 0; kc < pb.K * DIM; ++kc) {
-    UnionLine form;
-    const float* f = ws.interval_form(kc, jy);
-    form.add_step(f, f + UNION_FLOATS, dy);
-    const int axis = kc % DIM + 3 - DIM;  // 0: D, 1: H, 2: W
-    if (axis == 2) {
-      form.r[0] = _mm512_add_ps(form.r[0], start0);
-      form.r[1] = _mm512_add_ps(form.r[1], start1);
-      form.r[2] = _mm512_add_ps(form.r[2], one);
-      form.r[3] = _mm512_add_ps(form.r[3], one);
-    } else {
-      const __m512 p = _mm512_set1_ps(float(axis == 0 ? z : y));
-      form.r[0] = _mm512_add_ps(form.r[0], p);
-      form.r[1] = _mm512_add_ps(form.r[1], p);
-    }
-    if (fp.per_voxel[axis] != 1.0f) {
-      const __m512 unit = _mm512_set1_ps(fp.per_voxel[axis]);
-      for (__m512& r : form.r) r = _mm512_mul_ps(r, unit);
-    }
-    form.store(ws.lines + size_t(kc) * UNION_FLOATS);
-  }
-}
-
-// The warp lines of one (label, axis) in registers: alpha and beta of <= 32 union intervals.
+// The warp lines of one (label, axis) at a row in registers: alpha and beta of <= 32 union
+// intervals along W, from the row's interval form along H (first row, change per row) and the
+// row's offset dy in it.
 struct LineRegs {
   __m512 alpha_lo, alpha_hi, beta_lo, beta_hi;
-  explicit LineRegs(const float* ab)
-      : alpha_lo(_mm512_loadu_ps(ab)), alpha_hi(_mm512_loadu_ps(ab + 16)),
-        beta_lo(_mm512_loadu_ps(ab + 32)), beta_hi(_mm512_loadu_ps(ab + 48)) {}
+  LineRegs(const float* form, float dy) {
+    const float* per_row = form + UNION_FLOATS;
+    const __m512 vdy = _mm512_set1_ps(dy);
+    auto at = [&](int i) {
+      return _mm512_fmadd_ps(_mm512_loadu_ps(per_row + 16 * i), vdy, _mm512_loadu_ps(form + 16 * i));
+    };
+    alpha_lo = at(0);
+    alpha_hi = at(1);
+    beta_lo = at(2);
+    beta_hi = at(3);
+  }
   // Warped position at 16 columns of union intervals j, offsets dx: alpha_j + beta_j dx.
   RASD_INLINE __m512 at(__m512i j, __m512 dx) const {
     return _mm512_fmadd_ps(lookup(beta_lo, beta_hi, j), dx, lookup(alpha_lo, alpha_hi, j));
   }
 };
 
-// One row: label by label, each over the whole row, keeping the best score so far in `best`
-// (W floats). Label-outer, so that the branch of a second cell-row pass sees the same label's
-// previous chunks, whose crossings come in runs along the row.
+// Row y: label by label, each over the whole row (its warp lines stay in registers), keeping
+// the best score so far in ws.best (W floats).
 template <int DIM, bool MERGED>
-void row_kernel(const Problem& pb, const FieldLookup<MERGED>& field, int64_t b, const float* lines,
-                float* best, uint8_t* label) {
+void row_kernel(const Problem& pb, const FieldLookup<MERGED>& field, int64_t b, int y,
+                const Scratch& ws, uint8_t* label) {
   const Extent& e = pb.ext;
   const int W = e.W;
+  const int jy = pb.wuy.column_j[y];
+  const float dy = pb.wuy.column_dx[y];
+  float* best = ws.best;
   for (int k = 0; k < pb.K; ++k) {
-    const float* lk = lines + size_t(k) * DIM * UNION_FLOATS;
-    const LineRegs lz(lk), ly(lk + (DIM - 2) * UNION_FLOATS), lx(lk + (DIM - 1) * UNION_FLOATS);
+    auto lines = [&](int a) { return LineRegs(ws.interval_form(k * DIM + a, jy), dy); };
+    const LineRegs lz = lines(0), ly = lines(DIM - 2), lx = lines(DIM - 1);
     const __m512i vk = _mm512_set1_epi32(k);
     for (int x0 = 0; x0 < W; x0 += 16) {
       const __mmask16 valid = low_lanes(W - x0);
@@ -619,11 +623,10 @@ template <int DIM, bool MERGED>
 void unit_kernel(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y0, int y1,
                  uint8_t* labels, const Scratch& ws) {
   const FieldLookup<MERGED> field(pb, fp);
-  build_planes<DIM>(pb, b, z, y0, y1, ws);
+  build_planes<DIM>(pb, fp, b, z, y0, y1, ws);
   for (int y = y0; y < y1; ++y) {
-    row_lines<DIM>(pb, fp, z, y, ws);
     uint8_t* label = labels + b * pb.ext.voxels() + (int64_t(z) * pb.ext.H + y) * pb.ext.W;
-    row_kernel<DIM, MERGED>(pb, field, b, ws.lines, ws.best, label);
+    row_kernel<DIM, MERGED>(pb, field, b, y, ws, label);
   }
 }
 
