@@ -13,7 +13,7 @@ CASES = [  # (shape, K, field nodes, warp nodes, mode)
     ((17, 19, 16), 8, [8, 4], [16, 8, 4], "perlin"),
     ((33, 37), 16, [8, 4], [16, 8, 4], "perlin"),
     ((10, 13), 2, [3], [4, 2], "perlin"),
-    ((9, 70, 12), 4, [9, 5], [6, 3], "perlin"),       # field scales sharing nodes; H > 64
+    ((9, 140, 12), 4, [9, 5], [6, 3], "perlin"),      # field scales sharing nodes; H > 128
     ((70, 23), 5, [8, 4, 2], [16, 8, 4], "perlin"),  # three field scales
     ((11, 21, 13), 4, [8, 6], [5, 3], "perlin"),     # node lattice lcm(7, 5) too fine to merge
     ((9, 12, 10), 5, [], [5, 3], "blobs"),

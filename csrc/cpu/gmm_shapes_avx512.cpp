@@ -37,7 +37,7 @@ namespace {
 constexpr int LINE = 32;          // floats of a warp node row (two registers)
 constexpr int UNION_FLOATS = 64;  // alpha, beta of <= 32 union intervals (four registers)
 constexpr int MAX_FIELD_N = 16;   // two field rows of n nodes fit in two registers
-constexpr int ROWS_PER_UNIT = 64;  // rows of one (sample, slice) that share their warp planes
+constexpr int ROWS_PER_UNIT = 128;  // rows of one (sample, slice) that share their warp planes
 constexpr int MAX_LATTICE = 31;    // lattice units per axis of a merged field (two registers)
 
 // The per-voxel helpers below must inline into the row loop: called, their vector arguments
