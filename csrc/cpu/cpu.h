@@ -51,10 +51,10 @@ int num_threads();
 
 // body(i, scratch) for i < count over the OpenMP threads. Results never depend on the
 // partition (every unit writes its own outputs), so units are handed out as the threads ask,
-// in chunks of consecutive units that shrink as the work runs out (guided), down to about
-// 1/CHUNKS_PER_THREAD of a thread's share: a static split leaves one thread idle at the end
-// whenever the samples of its half cost more (the label kernel's cost varies with the
-// anatomy), while chunks keep the handing out cheap and a thread's units adjacent in memory.
+// in chunks of 1/CHUNKS_PER_THREAD of a thread's share (dynamic): a static split leaves one
+// thread idle at the end whenever the samples of its half cost more (the label kernel's cost
+// varies with the anatomy), and so does a guided one, whose first chunk is half of all units;
+// chunks keep the handing out cheap and a thread's units adjacent in memory.
 // Each thread gets its own scratch of `scratch_floats` floats, allocated once per call.
 constexpr int CHUNKS_PER_THREAD = 64;
 
