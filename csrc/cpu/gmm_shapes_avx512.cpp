@@ -440,13 +440,6 @@ struct UnionLine {
       r[i] = _mm512_fmadd_ps(
           _mm512_sub_ps(_mm512_loadu_ps(b + 16 * i), _mm512_loadu_ps(a + 16 * i)), vs, r[i]);
   }
-  // += start + step * t.
-  void add_step(const float* start, const float* step, float t) {
-    const __m512 vt = _mm512_set1_ps(t);
-    for (int i = 0; i < 4; ++i)
-      r[i] = _mm512_add_ps(r[i], _mm512_fmadd_ps(_mm512_loadu_ps(step + 16 * i), vt,
-                                                 _mm512_loadu_ps(start + 16 * i)));
-  }
   void store(float* out) const {
     for (int i = 0; i < 4; ++i) _mm512_storeu_ps(out + 16 * i, r[i]);
   }
@@ -573,7 +566,8 @@ struct LineRegs {
     const float* per_row = form + UNION_FLOATS;
     const __m512 vdy = _mm512_set1_ps(dy);
     auto at = [&](int i) {
-      return _mm512_fmadd_ps(_mm512_loadu_ps(per_row + 16 * i), vdy, _mm512_loadu_ps(form + 16 * i));
+      return _mm512_fmadd_ps(_mm512_loadu_ps(per_row + 16 * i), vdy,
+                             _mm512_loadu_ps(form + 16 * i));
     };
     alpha_lo = at(0);
     alpha_hi = at(1);
