@@ -11,7 +11,7 @@
 #include <stdexcept>
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
+#include "avx512.h"
 #define RASD_LOOKUP_AVX512 1
 #endif
 
@@ -50,15 +50,12 @@ __attribute__((target("avx512f,avx512bw,avx512vl")))
 void label_lookup_avx512(const uint8_t* RASD_RESTRICT y, const float* RASD_RESTRICT ls, int K,
                          int W, bool texture, float* RASD_RESTRICT mean,
                          float* RASD_RESTRICT sd) {
-  auto first = [](int n) {  // mask of the first n <= 16 lanes
-    return n >= 16 ? __mmask16(0xFFFF) : n <= 0 ? __mmask16(0) : __mmask16((1u << n) - 1);
-  };
   const int n = K * layout::LABEL_STATS;
-  const __m512 lo = _mm512_maskz_loadu_ps(first(n), ls);
-  const __m512 hi = _mm512_maskz_loadu_ps(first(n - 16), ls + 16);
+  const __m512 lo = _mm512_maskz_loadu_ps(low_lanes(n), ls);
+  const __m512 hi = _mm512_maskz_loadu_ps(low_lanes(n - 16), ls + 16);
   const __m512i last = _mm512_set1_epi32(K - 1);
   for (int x = 0; x < W; x += 16) {
-    const __mmask16 valid = first(W - x);
+    const __mmask16 valid = low_lanes(W - x);
     const __m512i k = _mm512_min_epi32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(valid, y + x)),
                                        last);  // as label_stats_offset: clamped to K - 1
     const __m512i at = _mm512_mullo_epi32(k, _mm512_set1_epi32(layout::LABEL_STATS));

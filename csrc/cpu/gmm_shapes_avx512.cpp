@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <numeric>
 
+#include "avx512.h"
 #include "gmm_shapes.h"
 
 namespace rasd {
@@ -40,10 +41,6 @@ constexpr int MAX_FIELD_N = 16;   // two field rows of n nodes fit in two regist
 constexpr int ROWS_PER_UNIT = 128;  // rows of one (sample, slice) that share their warp planes
 constexpr int MAX_LATTICE = 31;    // lattice units per axis of a merged field (two registers)
 
-// The per-voxel helpers below must inline into the row loop: called, their vector arguments
-// and results go through memory.
-#define RASD_INLINE inline __attribute__((always_inline))
-
 inline __m512 lookup(__m512 lo, __m512 hi, __m512i idx) {
   return _mm512_permutex2var_ps(lo, idx, hi);
 }
@@ -54,10 +51,6 @@ inline __m512 vlerp(__m512 a, __m512 b, __m512 f) {
 
 inline __m512 vclamp(__m512 v, float hi) {
   return _mm512_min_ps(_mm512_max_ps(v, _mm512_setzero_ps()), _mm512_set1_ps(hi));
-}
-
-inline __mmask16 low_lanes(int count) {
-  return count >= 16 ? __mmask16(0xFFFF) : count <= 0 ? __mmask16(0) : __mmask16((1u << count) - 1);
 }
 
 // The first n <= 32 floats at p in two registers, zeros past n (never reads past p + n).

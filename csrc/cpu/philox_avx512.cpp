@@ -7,8 +7,7 @@
 // op; only the float rounding of the fused multiply-adds may differ, as it does between the
 // compiler's own vector clones.
 // This file is compiled with AVX-512 flags and only called when the CPU has them.
-#include <immintrin.h>
-
+#include "avx512.h"
 #include "cpu.h"
 
 namespace rasd {
@@ -17,8 +16,6 @@ namespace cpu {
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
 
 namespace {
-
-#define RASD_INLINE inline __attribute__((always_inline))
 
 RASD_INLINE __m512 splat(float v) { return _mm512_set1_ps(v); }
 
@@ -162,10 +159,7 @@ void normal_blocks_avx512(PhiloxStream s, uint32_t first, int nb, float* out) {
     interleave(n[0], n[1], n[2], n[3], e);
     const int floats = 4 * (nb - b0 < 16 ? nb - b0 : 16);
     for (int r = 0; r < 4; ++r) {
-      const int left = floats - 16 * r;
-      const __mmask16 keep = left >= 16 ? __mmask16(0xFFFF)
-                             : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
-      _mm512_mask_storeu_ps(out + 4 * b0 + 16 * r, keep, e[r]);
+      _mm512_mask_storeu_ps(out + 4 * b0 + 16 * r, low_lanes(floats - 16 * r), e[r]);
     }
   }
 }
