@@ -443,24 +443,30 @@ struct UnionLine {
 //  - rows: their sum over the scales in union form along H as well: per union interval jy of
 //    H, the form at its first row and its change per row ([K][DIM][J_H][2][64]), so that a row
 //    of voxels needs one FMA per register for its warp lines;
+//  - lines: the position lines of the current interval jy expanded to every column
+//    ([K][DIM][2][W padded]: at its first row, change per row), so that a row's positions
+//    are one FMA per 16 voxels and axis, with no lookups;
 //  - plane: one grid plane lerped along D; best: the best score so far along a row.
 struct Scratch {
   int node_rows = 0;  // sum of the warp scales' nodes
   int row_offset[MAX_SCALES] = {};
   int intervals = 0;  // J_H
+  int64_t width = 0;  // W rounded up to 16
   float* planes;
   float* rows;
+  float* lines;
   float* plane;
-  float* best;  // the row's best score so far (W rounded up to 16 floats)
+  float* best;  // the row's best score so far (width floats)
 
+  static int64_t padded_width(const Problem& pb) { return (int64_t(pb.ext.W) + 15) / 16 * 16; }
   static size_t floats(const Problem& pb) {
     int node_rows = 0;
     for (int s = 0; s < pb.wg.count; ++s) node_rows += pb.wg.nodes[s];
     const size_t per_kc = size_t(pb.K) * pb.ext.d;
-    return per_kc * (node_rows + 2 * pb.wuy.count) * UNION_FLOATS +
-           size_t(pb.wg.max_nodes) * pb.wg.max_nodes + (size_t(pb.ext.W) + 15) / 16 * 16;
+    return per_kc * ((node_rows + 2 * pb.wuy.count) * UNION_FLOATS + 2 * padded_width(pb)) +
+           size_t(pb.wg.max_nodes) * pb.wg.max_nodes + padded_width(pb);
   }
-  Scratch(const Problem& pb, float* buf) : intervals(pb.wuy.count) {
+  Scratch(const Problem& pb, float* buf) : intervals(pb.wuy.count), width(padded_width(pb)) {
     for (int s = 0; s < pb.wg.count; ++s) {
       row_offset[s] = node_rows;
       node_rows += pb.wg.nodes[s];
@@ -468,7 +474,8 @@ struct Scratch {
     const size_t per_kc = size_t(pb.K) * pb.ext.d;
     planes = buf;
     rows = planes + per_kc * node_rows * UNION_FLOATS;
-    plane = rows + per_kc * 2 * intervals * UNION_FLOATS;
+    lines = rows + per_kc * 2 * intervals * UNION_FLOATS;
+    plane = lines + per_kc * 2 * width;
     best = plane + size_t(pb.wg.max_nodes) * pb.wg.max_nodes;
   }
   float* node_row(int kc, int s, int yi) const {
@@ -477,6 +484,7 @@ struct Scratch {
   float* interval_form(int kc, int jy) const {  // [2][64]: form at the first row, per row
     return rows + (size_t(kc) * intervals + jy) * 2 * UNION_FLOATS;
   }
+  float* line(int kc) const { return lines + size_t(kc) * 2 * width; }  // [2][width]
 };
 
 // The forms of the union intervals along H that rows [y0, y1) of slice z fall in, from the
@@ -550,26 +558,38 @@ void build_planes(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int 
   }
 }
 
-// The warp lines of one (label, axis) at a row in registers: alpha and beta of <= 32 union
-// intervals along W, from the row's interval form along H (first row, change per row) and the
-// row's offset dy in it.
-struct LineRegs {
-  __m512 alpha_lo, alpha_hi, beta_lo, beta_hi;
-  LineRegs(const float* form, float dy) {
-    const float* per_row = form + UNION_FLOATS;
-    const __m512 vdy = _mm512_set1_ps(dy);
-    auto at = [&](int i) {
-      return _mm512_fmadd_ps(_mm512_loadu_ps(per_row + 16 * i), vdy,
-                             _mm512_loadu_ps(form + 16 * i));
-    };
-    alpha_lo = at(0);
-    alpha_hi = at(1);
-    beta_lo = at(2);
-    beta_hi = at(3);
+// The position lines of every (label, axis) on union interval jy along H, expanded to every
+// column: at column x of union interval j along W (offset dx), alpha_j + beta_j dx, both for
+// the interval's first row and for its change per row. Done when the rows enter a new interval
+// (every few rows), it saves each (row, label, axis) two lookups per 16 voxels.
+void expand_lines(const Problem& pb, int jy, const Scratch& ws) {
+  for (int kc = 0; kc < pb.K * pb.ext.d; ++kc) {
+    const float* form = ws.interval_form(kc, jy);
+    float* out = ws.line(kc);
+    for (int half = 0; half < 2; ++half) {  // first row, change per row
+      const float* ab = form + half * UNION_FLOATS;
+      const __m512 alpha_lo = _mm512_loadu_ps(ab), alpha_hi = _mm512_loadu_ps(ab + 16);
+      const __m512 beta_lo = _mm512_loadu_ps(ab + 32), beta_hi = _mm512_loadu_ps(ab + 48);
+      for (int x0 = 0; x0 < ws.width; x0 += 16) {
+        const __m512i j = _mm512_loadu_si512(&pb.wu.column_j[x0]);
+        const __m512 dx = _mm512_loadu_ps(&pb.wu.column_dx[x0]);
+        _mm512_storeu_ps(out + half * ws.width + x0,
+                         _mm512_fmadd_ps(lookup(beta_lo, beta_hi, j), dx,
+                                         lookup(alpha_lo, alpha_hi, j)));
+      }
+    }
   }
-  // Warped position at 16 columns of union intervals j, offsets dx: alpha_j + beta_j dx.
-  RASD_INLINE __m512 at(__m512i j, __m512 dx) const {
-    return _mm512_fmadd_ps(lookup(beta_lo, beta_hi, j), dx, lookup(alpha_lo, alpha_hi, j));
+}
+
+// The positions along one axis of a row of one label, dy rows into its interval along H.
+struct PositionLine {
+  const float* first;
+  const float* per_row;
+  __m512 dy;
+  PositionLine(const float* line, int64_t width, float dy_)
+      : first(line), per_row(line + width), dy(_mm512_set1_ps(dy_)) {}
+  RASD_INLINE __m512 at(int x0) const {
+    return _mm512_fmadd_ps(_mm512_loadu_ps(per_row + x0), dy, _mm512_loadu_ps(first + x0));
   }
 };
 
@@ -580,21 +600,18 @@ void row_kernel(const Problem& pb, const FieldLookup<MERGED>& field, int64_t b, 
                 const Scratch& ws, uint8_t* label) {
   const Extent& e = pb.ext;
   const int W = e.W;
-  const int jy = pb.wuy.column_j[y];
   const float dy = pb.wuy.column_dx[y];
   float* best = ws.best;
   for (int k = 0; k < pb.K; ++k) {
-    auto lines = [&](int a) { return LineRegs(ws.interval_form(k * DIM + a, jy), dy); };
-    const LineRegs lz = lines(0), ly = lines(DIM - 2), lx = lines(DIM - 1);
+    auto lines = [&](int a) { return PositionLine(ws.line(k * DIM + a), ws.width, dy); };
+    const PositionLine lz = lines(0), ly = lines(DIM - 2), lx = lines(DIM - 1);
     const __m512i vk = _mm512_set1_epi32(k);
     for (int x0 = 0; x0 < W; x0 += 16) {
       const __mmask16 valid = low_lanes(W - x0);
-      const __m512i j = _mm512_loadu_si512(&pb.wu.column_j[x0]);
-      const __m512 dx = _mm512_loadu_ps(&pb.wu.column_dx[x0]);
       __m512 qz = _mm512_setzero_ps();
-      if (DIM == 3) qz = vclamp(lz.at(j, dx), field.last[0]);
-      const __m512 qy = vclamp(ly.at(j, dx), field.last[1]);
-      const __m512 qx = vclamp(lx.at(j, dx), field.last[2]);
+      if (DIM == 3) qz = vclamp(lz.at(x0), field.last[0]);
+      const __m512 qy = vclamp(ly.at(x0), field.last[1]);
+      const __m512 qx = vclamp(lx.at(x0), field.last[2]);
       const __m512 score = field.template score<DIM>(b * pb.K + k, qz, qy, qx, valid);
       // Strictly greater: ties keep the lower label.
       const __mmask16 better = k == 0 ? valid
@@ -611,7 +628,11 @@ void unit_kernel(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y
                  uint8_t* labels, const Scratch& ws) {
   const FieldLookup<MERGED> field(pb, fp);
   build_planes<DIM>(pb, fp, b, z, y0, y1, ws);
+  int expanded = -1;  // the interval along H whose lines ws.lines holds
   for (int y = y0; y < y1; ++y) {
+    const int jy = pb.wuy.column_j[y];
+    if (jy != expanded) expand_lines(pb, jy, ws);
+    expanded = jy;
     uint8_t* label = labels + b * pb.ext.voxels() + (int64_t(z) * pb.ext.H + y) * pb.ext.W;
     row_kernel<DIM, MERGED>(pb, field, b, y, ws, label);
   }
