@@ -445,7 +445,8 @@ struct UnionLine {
 //    of voxels needs one FMA per register for its warp lines;
 //  - lines: the position lines of the current interval jy expanded to every column
 //    ([K][DIM][2][W padded]: at its first row, change per row), so that a row's positions
-//    are one FMA per 16 voxels and axis, with no lookups;
+//    are one FMA per 16 voxels and axis, with no lookups; reaches: per (label, axis) whether
+//    those positions may leave [0, last] on the interval's rows (1) or not (0);
 //  - plane: one grid plane lerped along D; best: the best score so far along a row.
 struct Scratch {
   int node_rows = 0;  // sum of the warp scales' nodes
@@ -455,6 +456,7 @@ struct Scratch {
   float* planes;
   float* rows;
   float* lines;
+  float* reaches;
   float* plane;
   float* best;  // the row's best score so far (width floats)
 
@@ -463,7 +465,7 @@ struct Scratch {
     int node_rows = 0;
     for (int s = 0; s < pb.wg.count; ++s) node_rows += pb.wg.nodes[s];
     const size_t per_kc = size_t(pb.K) * pb.ext.d;
-    return per_kc * ((node_rows + 2 * pb.wuy.count) * UNION_FLOATS + 2 * padded_width(pb)) +
+    return per_kc * ((node_rows + 2 * pb.wuy.count) * UNION_FLOATS + 2 * padded_width(pb) + 1) +
            size_t(pb.wg.max_nodes) * pb.wg.max_nodes + padded_width(pb);
   }
   Scratch(const Problem& pb, float* buf) : intervals(pb.wuy.count), width(padded_width(pb)) {
@@ -475,7 +477,8 @@ struct Scratch {
     planes = buf;
     rows = planes + per_kc * node_rows * UNION_FLOATS;
     lines = rows + per_kc * 2 * intervals * UNION_FLOATS;
-    plane = lines + per_kc * 2 * width;
+    reaches = lines + per_kc * 2 * width;
+    plane = reaches + per_kc;
     best = plane + size_t(pb.wg.max_nodes) * pb.wg.max_nodes;
   }
   float* node_row(int kc, int s, int yi) const {
@@ -561,31 +564,47 @@ void build_planes(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int 
 // The position lines of every (label, axis) on union interval jy along H, expanded to every
 // column: at column x of union interval j along W (offset dx), alpha_j + beta_j dx, both for
 // the interval's first row and for its change per row. Done when the rows enter a new interval
-// (every few rows), it saves each (row, label, axis) two lookups per 16 voxels.
-void expand_lines(const Problem& pb, int jy, const Scratch& ws) {
+// (every few rows), it saves each (row, label, axis) two lookups per 16 voxels. The rows to
+// come are dy_first .. dy_last rows into the interval; where none of their positions along D
+// or H leaves [0, last] (with a margin far above rounding), the row kernel skips the clamp
+// there, which leaves every position as it was.
+void expand_lines(const Problem& pb, const FieldPlan& fp, int jy, float dy_first,
+                  float dy_last, const Scratch& ws) {
+  const __m512 vdy_first = _mm512_set1_ps(dy_first), vdy_last = _mm512_set1_ps(dy_last);
   for (int kc = 0; kc < pb.K * pb.ext.d; ++kc) {
     const float* form = ws.interval_form(kc, jy);
     float* out = ws.line(kc);
-    for (int half = 0; half < 2; ++half) {  // first row, change per row
-      const float* ab = form + half * UNION_FLOATS;
-      const __m512 alpha_lo = _mm512_loadu_ps(ab), alpha_hi = _mm512_loadu_ps(ab + 16);
-      const __m512 beta_lo = _mm512_loadu_ps(ab + 32), beta_hi = _mm512_loadu_ps(ab + 48);
-      for (int x0 = 0; x0 < ws.width; x0 += 16) {
-        const __m512i j = _mm512_loadu_si512(&pb.wu.column_j[x0]);
-        const __m512 dx = _mm512_loadu_ps(&pb.wu.column_dx[x0]);
-        _mm512_storeu_ps(out + half * ws.width + x0,
-                         _mm512_fmadd_ps(lookup(beta_lo, beta_hi, j), dx,
-                                         lookup(alpha_lo, alpha_hi, j)));
-      }
+    auto expand = [&](const float* ab, __m512i j, __m512 dx) {  // alpha_j + beta_j dx
+      return _mm512_fmadd_ps(lookup(_mm512_loadu_ps(ab + 32), _mm512_loadu_ps(ab + 48), j), dx,
+                             lookup(_mm512_loadu_ps(ab), _mm512_loadu_ps(ab + 16), j));
+    };
+    __m512 lo = _mm512_set1_ps(3.0e38f), hi = _mm512_set1_ps(-3.0e38f);
+    for (int x0 = 0; x0 < ws.width; x0 += 16) {
+      const __m512i j = _mm512_loadu_si512(&pb.wu.column_j[x0]);
+      const __m512 dx = _mm512_loadu_ps(&pb.wu.column_dx[x0]);
+      const __m512 first = expand(form, j, dx), per_row = expand(form + UNION_FLOATS, j, dx);
+      _mm512_storeu_ps(out + x0, first);
+      _mm512_storeu_ps(out + ws.width + x0, per_row);
+      // Linear in dy: the extremes over the rows are at the first and the last row.
+      const __m512 a = _mm512_fmadd_ps(per_row, vdy_first, first);
+      const __m512 b = _mm512_fmadd_ps(per_row, vdy_last, first);
+      lo = _mm512_min_ps(lo, _mm512_min_ps(a, b));
+      hi = _mm512_max_ps(hi, _mm512_max_ps(a, b));
     }
+    const int axis = kc % pb.ext.d + 3 - pb.ext.d;
+    const float margin = 1e-3f * fp.last[axis];
+    const bool inside = _mm512_reduce_min_ps(lo) >= margin &&
+                        _mm512_reduce_max_ps(hi) <= fp.last[axis] - margin;
+    ws.reaches[kc] = inside ? 0.0f : 1.0f;
   }
 }
 
 // The positions along one axis of a row of one label, dy rows into its interval along H.
 struct PositionLine {
-  const float* first;
-  const float* per_row;
-  __m512 dy;
+  const float* first = nullptr;
+  const float* per_row = nullptr;
+  __m512 dy = _mm512_setzero_ps();
+  PositionLine() = default;
   PositionLine(const float* line, int64_t width, float dy_)
       : first(line), per_row(line + width), dy(_mm512_set1_ps(dy_)) {}
   RASD_INLINE __m512 at(int x0) const {
@@ -593,31 +612,45 @@ struct PositionLine {
   }
 };
 
-// Row y: label by label, each over the whole row (its warp lines stay in registers), keeping
-// the best score so far in ws.best (W floats).
+// Row y: label by label, each over the whole row, keeping the best score so far in ws.best.
+// Positions along W are always clamped (a row spans the whole axis, so the warped ends leave
+// it most of the time); along D and H only where the interval's lines may leave [0, last].
+template <int DIM, bool MERGED, bool CLAMP_DH>
+RASD_INLINE void label_pass(const FieldLookup<MERGED>& field, int64_t bk, int k, int W,
+                            const PositionLine& lz, const PositionLine& ly,
+                            const PositionLine& lx, float* best, uint8_t* label) {
+  auto position = [&](int a, const PositionLine& l, int x0) {
+    return CLAMP_DH || a == 2 ? vclamp(l.at(x0), field.last[a]) : l.at(x0);
+  };
+  const __m512i vk = _mm512_set1_epi32(k);
+  for (int x0 = 0; x0 < W; x0 += 16) {
+    const __mmask16 valid = low_lanes(W - x0);
+    const __m512 qz = DIM == 3 ? position(0, lz, x0) : _mm512_setzero_ps();
+    const __m512 score = field.template score<DIM>(bk, qz, position(1, ly, x0),
+                                                   position(2, lx, x0), valid);
+    // Strictly greater: ties keep the lower label.
+    const __mmask16 better = k == 0 ? valid
+        : _mm512_mask_cmp_ps_mask(valid, score, _mm512_loadu_ps(best + x0), _CMP_GT_OQ);
+    _mm512_mask_storeu_ps(best + x0, better, score);
+    _mm512_mask_cvtepi32_storeu_epi8(label + x0, better, vk);
+  }
+}
+
 template <int DIM, bool MERGED>
 void row_kernel(const Problem& pb, const FieldLookup<MERGED>& field, int64_t b, int y,
                 const Scratch& ws, uint8_t* label) {
-  const Extent& e = pb.ext;
-  const int W = e.W;
   const float dy = pb.wuy.column_dx[y];
-  float* best = ws.best;
   for (int k = 0; k < pb.K; ++k) {
-    auto lines = [&](int a) { return PositionLine(ws.line(k * DIM + a), ws.width, dy); };
-    const PositionLine lz = lines(0), ly = lines(DIM - 2), lx = lines(DIM - 1);
-    const __m512i vk = _mm512_set1_epi32(k);
-    for (int x0 = 0; x0 < W; x0 += 16) {
-      const __mmask16 valid = low_lanes(W - x0);
-      __m512 qz = _mm512_setzero_ps();
-      if (DIM == 3) qz = vclamp(lz.at(x0), field.last[0]);
-      const __m512 qy = vclamp(ly.at(x0), field.last[1]);
-      const __m512 qx = vclamp(lx.at(x0), field.last[2]);
-      const __m512 score = field.template score<DIM>(b * pb.K + k, qz, qy, qx, valid);
-      // Strictly greater: ties keep the lower label.
-      const __mmask16 better = k == 0 ? valid
-          : _mm512_mask_cmp_ps_mask(valid, score, _mm512_loadu_ps(best + x0), _CMP_GT_OQ);
-      _mm512_mask_storeu_ps(best + x0, better, score);
-      _mm512_mask_cvtepi32_storeu_epi8(label + x0, better, vk);
+    const int kc = k * DIM;
+    auto line = [&](int a) { return PositionLine(ws.line(kc + a), ws.width, dy); };
+    const PositionLine lz = line(0), ly = line(DIM - 2), lx = line(DIM - 1);
+    const bool clamp_dh = ws.reaches[kc + DIM - 2] != 0.0f ||
+                          (DIM == 3 && ws.reaches[kc] != 0.0f);
+    if (clamp_dh) {
+      label_pass<DIM, MERGED, true>(field, b * pb.K + k, k, pb.ext.W, lz, ly, lx, ws.best, label);
+    } else {
+      label_pass<DIM, MERGED, false>(field, b * pb.K + k, k, pb.ext.W, lz, ly, lx, ws.best,
+                                     label);
     }
   }
 }
@@ -631,8 +664,12 @@ void unit_kernel(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y
   int expanded = -1;  // the interval along H whose lines ws.lines holds
   for (int y = y0; y < y1; ++y) {
     const int jy = pb.wuy.column_j[y];
-    if (jy != expanded) expand_lines(pb, jy, ws);
-    expanded = jy;
+    if (jy != expanded) {
+      int last_row = y;  // of this interval within the unit
+      while (last_row + 1 < y1 && pb.wuy.column_j[last_row + 1] == jy) ++last_row;
+      expand_lines(pb, fp, jy, pb.wuy.column_dx[y], pb.wuy.column_dx[last_row], ws);
+      expanded = jy;
+    }
     uint8_t* label = labels + b * pb.ext.voxels() + (int64_t(z) * pb.ext.H + y) * pb.ext.W;
     row_kernel<DIM, MERGED>(pb, field, b, y, ws, label);
   }
