@@ -112,8 +112,9 @@ def test_avx512_and_portable_label_kernels_agree(shape, K):
 @pytest.mark.skipif(not _C.avx512_enabled(), reason="this CPU has no AVX-512")
 def test_avx512_and_portable_appearance_agree():
     """The hand-vectorised normals (philox_fill, and the noise of appearance, whose rows
-    start inside Philox blocks when W is not a multiple of 4) and label-stat lookup against
-    the portable loops: the same arithmetic up to the rounding of fused multiply-adds."""
+    start inside Philox blocks when W is not a multiple of 4), label-stat lookup and bias rows
+    against the portable loops: the same arithmetic up to the rounding of fused
+    multiply-adds."""
     config = rasd_kernels.SynthesisConfig(texture_std_max=0.2)
     index = torch.tensor([3, 1 << 33, 0])
     out = []

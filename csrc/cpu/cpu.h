@@ -127,6 +127,10 @@ class BiasRows {
   BiasLattice lattice_;
   // Per column: the four W taps, [4][W].
   std::vector<float> wx_;
+  // For the AVX-512 rows: per 16 columns, the first node of a window of 16 that holds all
+  // their nodes (windowed_: every group has one), and per column its nodes in that window.
+  std::vector<int> window_node_, window_start_;
+  bool windowed_ = true;
   // Runs of columns in the same lattice cell: [run_start_[j], run_start_[j + 1]) uses
   // the (clamped) nodes run_nodes_[4 j .. 4 j + 3].
   std::vector<int> run_start_, run_nodes_;
