@@ -561,41 +561,70 @@ void build_planes(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int 
   }
 }
 
+// One union-interval form (alpha, beta of <= 32 intervals along W) in registers.
+struct FormRegs {
+  __m512 alpha_lo, alpha_hi, beta_lo, beta_hi;
+  explicit FormRegs(const float* ab)
+      : alpha_lo(_mm512_loadu_ps(ab)), alpha_hi(_mm512_loadu_ps(ab + 16)),
+        beta_lo(_mm512_loadu_ps(ab + 32)), beta_hi(_mm512_loadu_ps(ab + 48)) {}
+  // alpha_j + beta_j dx at 16 columns of union intervals j, offsets dx.
+  RASD_INLINE __m512 at(__m512i j, __m512 dx) const {
+    return _mm512_fmadd_ps(lookup(beta_lo, beta_hi, j), dx, lookup(alpha_lo, alpha_hi, j));
+  }
+};
+
+// The lines of one (label, axis) on one interval along H, expanded to every column (first
+// row, change per row). BOUNDS: also their least and greatest values, into range[0..4).
+template <bool BOUNDS>
+void expand_line(const UnionIntervals& wu, const float* form, int64_t width, float* out,
+                 float* range) {
+  const FormRegs first(form), per_row(form + UNION_FLOATS);
+  __m512 lo_first = _mm512_set1_ps(3.0e38f), hi_first = _mm512_set1_ps(-3.0e38f);
+  __m512 lo_row = lo_first, hi_row = hi_first;
+  for (int x0 = 0; x0 < width; x0 += 16) {
+    const __m512i j = _mm512_loadu_si512(&wu.column_j[x0]);
+    const __m512 dx = _mm512_loadu_ps(&wu.column_dx[x0]);
+    const __m512 f = first.at(j, dx), r = per_row.at(j, dx);
+    _mm512_storeu_ps(out + x0, f);
+    _mm512_storeu_ps(out + width + x0, r);
+    if (BOUNDS) {
+      lo_first = _mm512_min_ps(lo_first, f);
+      hi_first = _mm512_max_ps(hi_first, f);
+      lo_row = _mm512_min_ps(lo_row, r);
+      hi_row = _mm512_max_ps(hi_row, r);
+    }
+  }
+  if (BOUNDS) {
+    range[0] = _mm512_reduce_min_ps(lo_first);
+    range[1] = _mm512_reduce_max_ps(hi_first);
+    range[2] = _mm512_reduce_min_ps(lo_row);
+    range[3] = _mm512_reduce_max_ps(hi_row);
+  }
+}
+
 // The position lines of every (label, axis) on union interval jy along H, expanded to every
 // column: at column x of union interval j along W (offset dx), alpha_j + beta_j dx, both for
 // the interval's first row and for its change per row. Done when the rows enter a new interval
 // (every few rows), it saves each (row, label, axis) two lookups per 16 voxels. The rows to
-// come are dy_first .. dy_last rows into the interval; where none of their positions along D
-// or H leaves [0, last] (with a margin far above rounding), the row kernel skips the clamp
-// there, which leaves every position as it was.
+// come are dy_first .. dy_last >= 0 rows into the interval; where none of their positions
+// along D or H can leave [0, last] (bounded as first + change * dy over the extremes of both,
+// with a margin far above rounding), the row kernel skips the clamp there, which leaves every
+// position as it was. Along W the row kernel always clamps.
 void expand_lines(const Problem& pb, const FieldPlan& fp, int jy, float dy_first,
                   float dy_last, const Scratch& ws) {
-  const __m512 vdy_first = _mm512_set1_ps(dy_first), vdy_last = _mm512_set1_ps(dy_last);
   for (int kc = 0; kc < pb.K * pb.ext.d; ++kc) {
     const float* form = ws.interval_form(kc, jy);
-    float* out = ws.line(kc);
-    auto expand = [&](const float* ab, __m512i j, __m512 dx) {  // alpha_j + beta_j dx
-      return _mm512_fmadd_ps(lookup(_mm512_loadu_ps(ab + 32), _mm512_loadu_ps(ab + 48), j), dx,
-                             lookup(_mm512_loadu_ps(ab), _mm512_loadu_ps(ab + 16), j));
-    };
-    __m512 lo = _mm512_set1_ps(3.0e38f), hi = _mm512_set1_ps(-3.0e38f);
-    for (int x0 = 0; x0 < ws.width; x0 += 16) {
-      const __m512i j = _mm512_loadu_si512(&pb.wu.column_j[x0]);
-      const __m512 dx = _mm512_loadu_ps(&pb.wu.column_dx[x0]);
-      const __m512 first = expand(form, j, dx), per_row = expand(form + UNION_FLOATS, j, dx);
-      _mm512_storeu_ps(out + x0, first);
-      _mm512_storeu_ps(out + ws.width + x0, per_row);
-      // Linear in dy: the extremes over the rows are at the first and the last row.
-      const __m512 a = _mm512_fmadd_ps(per_row, vdy_first, first);
-      const __m512 b = _mm512_fmadd_ps(per_row, vdy_last, first);
-      lo = _mm512_min_ps(lo, _mm512_min_ps(a, b));
-      hi = _mm512_max_ps(hi, _mm512_max_ps(a, b));
-    }
     const int axis = kc % pb.ext.d + 3 - pb.ext.d;
+    if (axis == 2) {
+      expand_line<false>(pb.wu, form, ws.width, ws.line(kc), nullptr);
+      continue;
+    }
+    float r[4];
+    expand_line<true>(pb.wu, form, ws.width, ws.line(kc), r);
+    const float lo = r[0] + std::min(r[2] * dy_first, r[2] * dy_last);
+    const float hi = r[1] + std::max(r[3] * dy_first, r[3] * dy_last);
     const float margin = 1e-3f * fp.last[axis];
-    const bool inside = _mm512_reduce_min_ps(lo) >= margin &&
-                        _mm512_reduce_max_ps(hi) <= fp.last[axis] - margin;
-    ws.reaches[kc] = inside ? 0.0f : 1.0f;
+    ws.reaches[kc] = lo >= margin && hi <= fp.last[axis] - margin ? 0.0f : 1.0f;
   }
 }
 
