@@ -123,8 +123,11 @@ class BiasRows {
   void row(int z, int y, float* out) const;
 
  private:
+  void contract_slices();
+
   Extent ext_;
   BiasLattice lattice_;
+  std::vector<float> slices_;  // 3D: the lattice contracted along D at every slice, [D][ny][nx]
   // Per column: the four W taps, [4][W].
   std::vector<float> wx_;
   // For the AVX-512 rows: per 16 columns, the first node of a window of 16 that holds all
