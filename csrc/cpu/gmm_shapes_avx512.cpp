@@ -261,14 +261,25 @@ struct FieldPlan {
     const float* fields = pb.fields + bk * pb.fg.total;
     const int d = pb.ext.d, C = cells, U = C + 1, uz_count = d == 3 ? U : 1;
     const int sizes[3] = {pb.ext.D, pb.ext.H, pb.ext.W};
+    // Every union node's cell in every scale, per axis (the same for all nodes of a line).
+    std::vector<GridCell> cell(size_t(3) * pb.fg.count * U);
+    auto cell_of = [&](int a, int s, int u) -> GridCell& {
+      return cell[(size_t(a) * pb.fg.count + s) * U + u];
+    };
+    for (int a = 3 - d; a < 3; ++a)
+      for (int s = 0; s < pb.fg.count; ++s)
+        for (int u = 0; u < U; ++u)
+          cell_of(a, s, u) = GridCell(axis[a].pos[u], pb.fg.nodes[s], sizes[a]);
     std::vector<double> node(size_t(uz_count) * U * U);
     for (int uz = 0; uz < uz_count; ++uz)
       for (int uy = 0; uy < U; ++uy)
         for (int ux = 0; ux < U; ++ux) {
-          const double p[3] = {d == 3 ? axis[0].pos[uz] : 0.0, axis[1].pos[uy], axis[2].pos[ux]};
           double v = 0.0;
-          for (int s = 0; s < pb.fg.count; ++s)
-            v += grid_at(fields + pb.fg.offset[s], pb.fg.nodes[s], d, sizes, p);
+          for (int s = 0; s < pb.fg.count; ++s) {
+            const GridCell c[3] = {d == 3 ? cell_of(0, s, uz) : GridCell(), cell_of(1, s, uy),
+                                   cell_of(2, s, ux)};
+            v += grid_at(fields + pb.fg.offset[s], pb.fg.nodes[s], d, c);
+          }
           node[(size_t(uz) * U + uy) * U + ux] = v;
         }
     auto at = [&](int z, int y, int x) { return node[(size_t(z) * U + y) * U + x]; };
@@ -297,23 +308,29 @@ struct FieldPlan {
         }
   }
 
-  // One n^d grid (align_corners) at position p, multilinear in double.
-  static double grid_at(const float* g, int n, int d, const int sizes[3], const double p[3]) {
-    int i[3] = {0, 0, 0};
-    double f[3] = {0.0, 0.0, 0.0};
-    for (int a = 3 - d; a < 3; ++a) {
-      const double t = p[a] * (n - 1) / (sizes[a] - 1);
-      i[a] = std::min(int(t), n - 2);
-      f[a] = t - i[a];
+  // The cell and fraction of position p (voxels) along an axis of N voxels in a grid of n
+  // nodes (align_corners), in double.
+  struct GridCell {
+    int i = 0;
+    double f = 0.0;
+    GridCell() = default;
+    GridCell(double p, int n, int N) {
+      const double t = p * (n - 1) / (N - 1);
+      i = std::min(int(t), n - 2);
+      f = t - i;
     }
+  };
+
+  // One n^d grid at a point given by its cells along D, H, W, multilinear in double.
+  static double grid_at(const float* g, int n, int d, const GridCell c[3]) {
     double v = 0.0;
     for (int corner = 0; corner < (1 << d); ++corner) {
       double w = 1.0;
       int64_t idx = 0;
       for (int a = 3 - d, bit = d - 1; a < 3; ++a, --bit) {
         const int up = (corner >> bit) & 1;
-        w *= up ? f[a] : 1.0 - f[a];
-        idx = idx * n + i[a] + up;
+        w *= up ? c[a].f : 1.0 - c[a].f;
+        idx = idx * n + c[a].i + up;
       }
       v += w * g[idx];
     }
