@@ -347,12 +347,24 @@ void appearance(float* image, const uint8_t* labels, const float* label_stats,
   std::vector<float> top(size_t(pairs), 0.0f);
   std::vector<float> lo(size_t(pairs), 3.0e38f), hi(size_t(pairs), -3.0e38f);
   // The five passes run on groups of pairs whose images fit in the last-level cache, so that
-  // passes 2 to 5 read what the previous pass left there instead of main memory.
-  const int64_t group = std::max<int64_t>(1, CACHED_IMAGE_BYTES / (V * int64_t(sizeof(float))));
-  for (int64_t first = 0; first < pairs; first += group) {
-    const int64_t n = std::min(group, pairs - first);
-    const PassGroup g{pair, bias, labels, image, ext, K, apps, max_r, first, n};
-    run_passes(g, top, lo, hi);
+  // passes 2 to 5 read what the previous pass left there instead of main memory. When the
+  // pairs share out evenly (or are many), each thread takes whole pairs and runs their passes
+  // alone: no barrier between passes, and a pass reads what the same core wrote.
+  const int64_t bytes = V * int64_t(sizeof(float));
+  const int threads = num_threads();
+  const bool per_thread = threads > 1 && bytes <= CACHED_IMAGE_BYTES && pairs >= threads &&
+                          (pairs % threads == 0 || pairs >= 4 * threads);
+  if (per_thread) {
+    parallel_for(pairs, 0, [&](int64_t p, float*) {
+      run_passes(PassGroup{pair, bias, labels, image, ext, K, apps, max_r, p, 1}, top, lo, hi);
+    });
+  } else {
+    const int64_t group = std::max<int64_t>(1, CACHED_IMAGE_BYTES / bytes);
+    for (int64_t first = 0; first < pairs; first += group) {
+      const int64_t n = std::min(group, pairs - first);
+      run_passes(PassGroup{pair, bias, labels, image, ext, K, apps, max_r, first, n}, top, lo,
+                 hi);
+    }
   }
 
   for (int64_t p = 0; p < pairs; ++p) {

@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <vector>
 
+#include <omp.h>
+
 #include "../common/bias_field.h"
 #include "../common/defs.h"
 #include "../common/philox.h"
@@ -56,10 +58,18 @@ int num_threads();
 // varies with the anatomy), and so does a guided one, whose first chunk is half of all units;
 // chunks keep the handing out cheap and a thread's units adjacent in memory.
 // Each thread gets its own scratch of `scratch_floats` floats, allocated once per call.
+// Called from inside a parallel region (a kernel that hands whole samples to the threads),
+// it runs the loop on the calling thread.
 constexpr int CHUNKS_PER_THREAD = 64;
 
 template <class Body>
 void parallel_for(int64_t count, size_t scratch_floats, Body&& body) {
+  if (omp_in_parallel()) {
+    std::vector<float> scratch(scratch_floats);
+    for (int64_t i = 0; i < count; ++i) body(i, scratch.data());
+    if (count > 0) mark_thread_used();
+    return;
+  }
   const int threads = num_threads();
   const int64_t chunk = std::max<int64_t>(1, count / (int64_t(CHUNKS_PER_THREAD) * threads));
 #pragma omp parallel num_threads(threads)
