@@ -132,6 +132,33 @@ def test_avx512_and_portable_appearance_agree():
     torch.testing.assert_close(out[0][1], out[1][1], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.skipif(not _C.avx512_enabled(), reason="this CPU has no AVX-512")
+@pytest.mark.parametrize("gamma", [0.02, 0.5, 1.0, 1.7, 9.0])
+def test_avx512_gamma_curve_matches_portable_and_reference(gamma):
+    """The AVX-512 gamma curve (gamma_avx512.cpp: 2^(gamma log2 v), log2 from a table of
+    cubics) against the portable pow and, where the curve does not blow up rounding near 0
+    (gamma >= 0.5), the float64 reference, over gammas well outside the presets' range."""
+    from test_appearance import IMAGE_ATOL, random_inputs, run
+    from rasd_kernels.params import scalar_slices
+
+    labels, stats, coef, scalars, index = random_inputs((12, 17, 23), 5, False, seed=11)
+    scalars[..., scalar_slices(3)["gamma"]] = gamma
+    out = []
+    for wide in (True, False):
+        _C.allow_avx512(wide)
+        try:
+            out.append(run("cpu", torch.device("cpu"), labels, stats, coef, scalars, index)[0])
+        finally:
+            _C.allow_avx512(True)
+    assert float(out[0].std()) > 1e-3  # not a constant image
+    # The same values up to float rounding (upstream fused multiply-adds included), which a
+    # steep curve amplifies: gamma v^(gamma - 1) <= 9 near v = 1.
+    torch.testing.assert_close(out[0], out[1], rtol=0, atol=5e-6)
+    if gamma >= 0.5:
+        expected = run("reference", torch.device("cpu"), labels, stats, coef, scalars, index)[0]
+        torch.testing.assert_close(out[0], expected, rtol=0, atol=IMAGE_ATOL)
+
+
 def _peak_rss_bytes() -> int:
     with open("/proc/self/status") as f:
         for line in f:

@@ -181,9 +181,18 @@ void blur_columns(float* RASD_RESTRICT base, int L, int64_t stride, int cols,
 }
 
 RASD_CPU_CLONES
-void normalise_row(float* RASD_RESTRICT x, int W, float lo, float factor, float gamma) {
+void normalise_row_portable(float* RASD_RESTRICT x, int W, float lo, float factor,
+                            float gamma) {
 #pragma omp simd
   for (int i = 0; i < W; ++i) x[i] = normalise(x[i], lo, factor, gamma);
+}
+
+void normalise_row(float* x, int W, float lo, float factor, float gamma) {
+  if (gamma_avx512_available()) {
+    normalise_row_avx512(x, W, lo, factor, gamma);
+  } else {
+    normalise_row_portable(x, W, lo, factor, gamma);
+  }
 }
 
 

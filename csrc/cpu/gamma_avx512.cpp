@@ -1,0 +1,126 @@
+// The gamma curve of appearance's last pass, ((x - lo) factor)^gamma, hand-vectorised for
+// AVX-512 as 2^(gamma log2 v).
+//
+// Why not the portable pow_unit (mathf.h): its log and exp spend a third of their work on
+// taking floats apart and putting them together, which AVX-512 does in one instruction each
+// (getexp / getmant, scalef). Here log2 of the mantissa m in [3/4, 3/2) (so that log2 v is
+// not a difference of two numbers near 1 when v is just below 1) is a cubic on each of 32
+// intervals (coefficients from a register permute, the table built once in double by
+// interpolation at Chebyshev nodes: error below 3e-9, in the offset from the interval's start,
+// which is exact), and 2^f on [-1/2, 1/2] is its Taylor
+// polynomial of degree 7 (error below 6e-9): about 32 instructions per 16 voxels against 42.
+// The result agrees with pow_unit to a few float ulp (and stays right for subnormal v, which
+// pow_unit's bit arithmetic does not handle); the tests compare the two.
+// This file is compiled with AVX-512 flags and only called when the CPU has them.
+#include <cmath>
+
+#include "avx512.h"
+#include "cpu.h"
+
+namespace rasd {
+namespace cpu {
+
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+
+namespace {
+
+constexpr int INTERVALS = 32;        // of the mantissa; two registers per coefficient
+constexpr double MANTISSA_LO = 0.75;  // the mantissa's range [3/4, 3/2)
+constexpr double WIDTH = MANTISSA_LO / INTERVALS;  // 3/128: every start is a float
+
+// Interval i is [s_i, s_i + w), s_i = 3/4 + i w; coef[c][i]: coefficient of d^c of
+// log2(s_i + d), d in [0, w]. The offset d = m - s_i is exact in float.
+struct Log2Table {
+  alignas(64) float start[INTERVALS];
+  alignas(64) float coef[4][INTERVALS];
+  Log2Table() {
+    constexpr double pi = 3.14159265358979323846;
+    for (int i = 0; i < INTERVALS; ++i) {
+      start[i] = float(MANTISSA_LO + i * WIDTH);
+      // The cubic through the function at the four Chebyshev nodes of [0, w], in Newton form,
+      // then expanded in powers of d.
+      double r[4], f[4];
+      for (int k = 0; k < 4; ++k) {
+        r[k] = WIDTH * (0.5 + 0.5 * std::cos((2 * k + 1) * pi / 8.0));
+        f[k] = std::log2(double(start[i]) + r[k]);
+      }
+      for (int level = 1; level < 4; ++level)  // divided differences, in place
+        for (int k = 3; k >= level; --k) f[k] = (f[k] - f[k - 1]) / (r[k] - r[k - level]);
+      double p[4] = {f[3], 0.0, 0.0, 0.0};  // Horner on the Newton form: p = p (r - r_k) + f_k
+      for (int k = 2; k >= 0; --k) {
+        for (int c = 3; c >= 1; --c) p[c] = p[c - 1] - r[k] * p[c];
+        p[0] = f[k] - r[k] * p[0];
+      }
+      for (int c = 0; c < 4; ++c) coef[c][i] = float(p[c]);
+    }
+  }
+};
+
+const Log2Table& log2_table() {
+  static const Log2Table table;
+  return table;
+}
+
+RASD_INLINE __m512 splat(float v) { return _mm512_set1_ps(v); }
+
+}  // namespace
+
+bool gamma_avx512_available() { return avx512_enabled(); }
+
+void normalise_row_avx512(float* x, int W, float lo, float factor, float gamma) {
+  const Log2Table& t = log2_table();
+  const __m512 start_lo = _mm512_load_ps(t.start), start_hi = _mm512_load_ps(t.start + 16);
+  __m512 c_lo[4], c_hi[4];
+  for (int c = 0; c < 4; ++c) {
+    c_lo[c] = _mm512_load_ps(t.coef[c]);
+    c_hi[c] = _mm512_load_ps(t.coef[c] + 16);
+  }
+  constexpr int NEAREST = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  const __m512 g = splat(gamma);
+  for (int i = 0; i < W; i += 16) {
+    const __mmask16 valid = low_lanes(W - i);
+    const __m512 v = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(valid, x + i), splat(lo)),
+                                   splat(factor));
+    const __mmask16 positive = _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GT_OQ);
+    // v = m 2^e, m in [3/4, 3/2); m on interval j = trunc((m - 3/4) / w), d = m - s_j.
+    __m512 m = _mm512_getmant_ps(v, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
+    __m512 e = _mm512_getexp_ps(v);
+    const __mmask16 upper = _mm512_cmp_ps_mask(m, splat(1.5f), _CMP_GE_OQ);
+    m = _mm512_mask_mul_ps(m, upper, m, splat(0.5f));
+    e = _mm512_mask_add_ps(e, upper, e, splat(1.0f));
+    // (The product may round up to 32 just below 3/2; a neighbour's cubic is as good there.)
+    const __m512i j = _mm512_min_epi32(
+        _mm512_cvttps_epi32(
+            _mm512_fmadd_ps(m, splat(float(1.0 / WIDTH)), splat(-float(INTERVALS)))),
+        _mm512_set1_epi32(INTERVALS - 1));
+    const __m512 d = _mm512_sub_ps(m, _mm512_permutex2var_ps(start_lo, j, start_hi));
+    __m512 log2m = _mm512_permutex2var_ps(c_lo[3], j, c_hi[3]);
+    for (int c = 2; c >= 0; --c)
+      log2m = _mm512_fmadd_ps(log2m, d, _mm512_permutex2var_ps(c_lo[c], j, c_hi[c]));
+    // 2^y, y = gamma log2 v <= 0, floored where the portable exp_f flushes (e^-87).
+    const __m512 y = _mm512_max_ps(_mm512_mul_ps(g, _mm512_add_ps(e, log2m)), splat(-125.5f));
+    const __m512 n = _mm512_roundscale_ps(y, NEAREST);
+    const __m512 f = _mm512_mul_ps(_mm512_sub_ps(y, n), splat(0.693147180559945309f));
+    // e^f, |f| <= ln 2 / 2: Taylor to degree 7.
+    __m512 p = splat(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, f, splat(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, f, splat(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, f, splat(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, f, splat(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, f, splat(0.5f));
+    p = _mm512_fmadd_ps(p, f, splat(1.0f));
+    p = _mm512_fmadd_ps(p, f, splat(1.0f));
+    // 0^gamma = 0 (and nothing from the garbage that v = 0 gave above).
+    _mm512_mask_storeu_ps(x + i, valid, _mm512_maskz_scalef_ps(positive, p, n));
+  }
+}
+
+#else  // built without AVX-512 support: the portable loop always runs
+
+bool gamma_avx512_available() { return false; }
+void normalise_row_avx512(float*, int, float, float, float) {}
+
+#endif
+
+}  // namespace cpu
+}  // namespace rasd
