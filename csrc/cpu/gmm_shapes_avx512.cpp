@@ -389,18 +389,29 @@ struct FieldLookup {
     f = _mm512_sub_ps(q, _mm512_permutex2var_ps(start_lo[a], unit, start_hi[a]));
   }
 
-  // Score of label bk (sample b, label k) at 16 clamped positions.
+  // Merged: the cells of 16 clamped positions, and the score of label bk there.
   template <int DIM>
-  RASD_INLINE __m512 score(int64_t bk, __m512 qz, __m512 qy, __m512 qx, __mmask16 valid) const {
+  RASD_INLINE Cells cells(__m512 qz, __m512 qy, __m512 qx) const {
     Cells c;
     c.iz = _mm512_setzero_si512();
     c.fz = _mm512_setzero_ps();
-    if constexpr (MERGED) {
-      if (DIM == 3) merged_cell(0, qz, c.iz, c.fz);
-      merged_cell(1, qy, c.iy, c.fy);
-      merged_cell(2, qx, c.ix, c.fx);
-      return merged_value<DIM>(table + bk * per_label, c, valid);
-    }
+    if (DIM == 3) merged_cell(0, qz, c.iz, c.fz);
+    merged_cell(1, qy, c.iy, c.fy);
+    merged_cell(2, qx, c.ix, c.fx);
+    return c;
+  }
+  template <int DIM>
+  RASD_INLINE __m512 score_at(int64_t bk, const Cells& c, __mmask16 valid) const {
+    return merged_value<DIM>(table + bk * per_label, c, valid);
+  }
+
+  // Score of label bk (sample b, label k) at 16 clamped positions.
+  template <int DIM>
+  RASD_INLINE __m512 score(int64_t bk, __m512 qz, __m512 qy, __m512 qx, __mmask16 valid) const {
+    if constexpr (MERGED) return score_at<DIM>(bk, cells<DIM>(qz, qy, qx), valid);
+    Cells c;
+    c.iz = _mm512_setzero_si512();
+    c.fz = _mm512_setzero_ps();
     const float* fk = fields + bk * total;
     __m512 sum = _mm512_setzero_ps();
     for (int s = 0; s < count; ++s) {
@@ -669,11 +680,27 @@ RASD_INLINE void label_pass(const FieldLookup<MERGED>& field, int64_t bk, int k,
     return CLAMP_DH || a == 2 ? vclamp(l.at(x0), field.last[a]) : l.at(x0);
   };
   const __m512i vk = _mm512_set1_epi32(k);
+  auto cells_at = [&](int x0) {
+    const __m512 qz = DIM == 3 ? position(0, lz, x0) : _mm512_setzero_ps();
+    return field.template cells<DIM>(qz, position(1, ly, x0), position(2, lx, x0));
+  };
+  // Merged: the cells of the next 16 voxels are found before this vector's passes, whose
+  // loop exit is a data-dependent branch: after a misprediction the next vector's lookups
+  // are already done. (The last vector looks up its own cells again.)
+  Cells next;
+  if constexpr (MERGED) next = cells_at(0);
   for (int x0 = 0; x0 < W; x0 += 16) {
     const __mmask16 valid = low_lanes(W - x0);
-    const __m512 qz = DIM == 3 ? position(0, lz, x0) : _mm512_setzero_ps();
-    const __m512 score = field.template score<DIM>(bk, qz, position(1, ly, x0),
-                                                   position(2, lx, x0), valid);
+    __m512 score;
+    if constexpr (MERGED) {
+      const Cells here = next;
+      next = cells_at(std::min(x0 + 16, W - 1) / 16 * 16);
+      score = field.template score_at<DIM>(bk, here, valid);
+    } else {
+      const __m512 qz = DIM == 3 ? position(0, lz, x0) : _mm512_setzero_ps();
+      score = field.template score<DIM>(bk, qz, position(1, ly, x0), position(2, lx, x0),
+                                        valid);
+    }
     // Strictly greater: ties keep the lower label.
     const __mmask16 better = k == 0 ? valid
         : _mm512_mask_cmp_ps_mask(valid, score, _mm512_loadu_ps(best + x0), _CMP_GT_OQ);
