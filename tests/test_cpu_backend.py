@@ -134,10 +134,11 @@ def test_avx512_and_portable_appearance_agree():
 
 @pytest.mark.skipif(not _C.avx512_enabled(), reason="this CPU has no AVX-512")
 @pytest.mark.parametrize("gamma", [0.02, 0.5, 1.0, 1.7, 9.0])
-def test_avx512_gamma_curve_matches_portable_and_reference(gamma):
-    """The AVX-512 gamma curve (gamma_avx512.cpp: 2^(gamma log2 v), log2 from a table of
-    cubics) against the portable pow and, where the curve does not blow up rounding near 0
-    (gamma >= 0.5), the float64 reference, over gammas well outside the presets' range."""
+def test_avx512_appearance_rows_match_portable_and_reference(gamma):
+    """The AVX-512 rows of appearance (appearance_avx512.cpp: mean e^psi without texture, and
+    the gamma curve 2^(gamma log2 v), log2 from a table of cubics) against the portable exp and
+    pow and, where the curve does not blow up rounding near 0 (gamma >= 0.5), the float64
+    reference, over gammas well outside the presets' range."""
     from test_appearance import IMAGE_ATOL, random_inputs, run
     from rasd_kernels.params import scalar_slices
 

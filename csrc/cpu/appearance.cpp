@@ -88,7 +88,7 @@ void label_lookup(const uint8_t* RASD_RESTRICT y, const float* RASD_RESTRICT ls,
 
 // x = (mean + sd n) exp(psi) (sd, n null without texture); returns max|x|.
 RASD_CPU_CLONES
-float intensity_row(const float* RASD_RESTRICT mean, const float* RASD_RESTRICT sd,
+float intensity_row_portable(const float* RASD_RESTRICT mean, const float* RASD_RESTRICT sd,
                     const float* RASD_RESTRICT n, const float* RASD_RESTRICT psi, int W,
                     float* RASD_RESTRICT x) {
   float top = 0.0f;
@@ -108,6 +108,13 @@ float intensity_row(const float* RASD_RESTRICT mean, const float* RASD_RESTRICT 
     }
   }
   return top;
+}
+
+float intensity_row(const float* mean, const float* sd, const float* n, const float* psi, int W,
+                    float* x) {
+  if (n == nullptr && appearance_avx512_available())
+    return intensity_row_avx512(mean, psi, W, x);
+  return intensity_row_portable(mean, sd, n, psi, W, x);
 }
 
 // line[r + i] = x[i] + scale n[i], replicated r times at both ends.
@@ -188,7 +195,7 @@ void normalise_row_portable(float* RASD_RESTRICT x, int W, float lo, float facto
 }
 
 void normalise_row(float* x, int W, float lo, float factor, float gamma) {
-  if (gamma_avx512_available()) {
+  if (appearance_avx512_available()) {
     normalise_row_avx512(x, W, lo, factor, gamma);
   } else {
     normalise_row_portable(x, W, lo, factor, gamma);

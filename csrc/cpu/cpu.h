@@ -102,9 +102,11 @@ void uniform_range(const PhiloxStream& s, uint64_t e0, int64_t n, float* out);
 bool normals_avx512_available();
 void normal_blocks_avx512(PhiloxStream s, uint32_t first, int nb, float* out);
 
-// The gamma curve of appearance, row by row: x = ((x - lo) factor)^gamma, hand-vectorised
-// (gamma_avx512.cpp); available when built with AVX-512 and avx512_enabled().
-bool gamma_avx512_available();
+// Rows of appearance hand-vectorised (appearance_avx512.cpp), available when built with
+// AVX-512 and avx512_enabled(): x = mean e^psi, returning max|x| (pass 1 without texture),
+// and the gamma curve x = ((x - lo) factor)^gamma (pass 5).
+bool appearance_avx512_available();
+float intensity_row_avx512(const float* mean, const float* psi, int W, float* x);
 void normalise_row_avx512(float* x, int W, float lo, float factor, float gamma);
 
 // ---- the four ops ---------------------------------------------------------------------

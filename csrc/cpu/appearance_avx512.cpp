@@ -1,16 +1,18 @@
-// The gamma curve of appearance's last pass, ((x - lo) factor)^gamma, hand-vectorised for
-// AVX-512 as 2^(gamma log2 v).
+// Two rows of appearance hand-vectorised for AVX-512: the intensity times the bias,
+// x = mean e^psi (pass 1, without texture), and the gamma curve ((x - lo) factor)^gamma
+// (pass 5).
 //
-// Why not the portable pow_unit (mathf.h): its log and exp spend a third of their work on
+// Why not the portable exp_f / pow_unit (mathf.h): they spend a third of their work on
 // taking floats apart and putting them together, which AVX-512 does in one instruction each
-// (getexp / getmant, scalef). Here log2 of the mantissa m in [3/4, 3/2) (so that log2 v is
-// not a difference of two numbers near 1 when v is just below 1) is a cubic on each of 32
-// intervals (coefficients from a register permute, the table built once in double by
-// interpolation at Chebyshev nodes: error below 3e-9, in the offset from the interval's start,
-// which is exact), and 2^f on [-1/2, 1/2] is its Taylor
-// polynomial of degree 7 (error below 6e-9): about 32 instructions per 16 voxels against 42.
-// The result agrees with pow_unit to a few float ulp (and stays right for subnormal v, which
-// pow_unit's bit arithmetic does not handle); the tests compare the two.
+// (getexp / getmant, scalef). Both rows end in 2^n e^f with |f| <= ln 2 / 2, e^f by its Taylor
+// polynomial of degree 7 (relative error below 6e-9). For the gamma curve, log2 v = e +
+// log2 m with the mantissa m in [3/4, 3/2) (so that log2 v is not a difference of two numbers
+// near 1 when v is just below 1), log2 m a cubic on each of 32 intervals in the exact offset
+// from the interval's start (coefficients from a register permute, the table built once in
+// double by interpolation at Chebyshev nodes: error below 3e-9): about 32 instructions per 16
+// voxels against 42. The results agree with exp_f / pow_unit to a few float ulp (and the
+// gamma curve stays right for subnormal v, which pow_unit's bit arithmetic does not handle);
+// the tests compare them.
 // This file is compiled with AVX-512 flags and only called when the CPU has them.
 #include <cmath>
 
@@ -63,9 +65,43 @@ const Log2Table& log2_table() {
 
 RASD_INLINE __m512 splat(float v) { return _mm512_set1_ps(v); }
 
+// e^f for |f| <= ln 2 / 2: Taylor to degree 7 (relative error below 6e-9).
+RASD_INLINE __m512 exp_reduced(__m512 f) {
+  __m512 p = splat(1.0f / 5040.0f);
+  p = _mm512_fmadd_ps(p, f, splat(1.0f / 720.0f));
+  p = _mm512_fmadd_ps(p, f, splat(1.0f / 120.0f));
+  p = _mm512_fmadd_ps(p, f, splat(1.0f / 24.0f));
+  p = _mm512_fmadd_ps(p, f, splat(1.0f / 6.0f));
+  p = _mm512_fmadd_ps(p, f, splat(0.5f));
+  p = _mm512_fmadd_ps(p, f, splat(1.0f));
+  return _mm512_fmadd_ps(p, f, splat(1.0f));
+}
+
+constexpr int NEAREST = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+
 }  // namespace
 
-bool gamma_avx512_available() { return avx512_enabled(); }
+bool appearance_avx512_available() { return avx512_enabled(); }
+
+float intensity_row_avx512(const float* mean, const float* psi, int W, float* x) {
+  __m512 top = _mm512_setzero_ps();
+  for (int i = 0; i < W; i += 16) {
+    const __mmask16 valid = low_lanes(W - i);
+    // e^psi = 2^n e^f, n = round(psi / ln 2), f = psi - n ln 2 (ln 2 in two parts, as exp_f),
+    // with psi clamped to exp_f's range.
+    const __m512 p = _mm512_min_ps(_mm512_max_ps(_mm512_maskz_loadu_ps(valid, psi + i),
+                                                 splat(-87.0f)), splat(88.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(p, splat(1.44269504088896341f)),
+                                          NEAREST);
+    const __m512 f = _mm512_fnmadd_ps(n, splat(-2.12194440e-4f),
+                                      _mm512_fnmadd_ps(n, splat(0.693359375f), p));
+    const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(valid, mean + i),
+                                   _mm512_scalef_ps(exp_reduced(f), n));
+    _mm512_mask_storeu_ps(x + i, valid, v);
+    top = _mm512_mask_max_ps(top, valid, top, _mm512_abs_ps(v));
+  }
+  return _mm512_reduce_max_ps(top);
+}
 
 void normalise_row_avx512(float* x, int W, float lo, float factor, float gamma) {
   const Log2Table& t = log2_table();
@@ -75,7 +111,6 @@ void normalise_row_avx512(float* x, int W, float lo, float factor, float gamma) 
     c_lo[c] = _mm512_load_ps(t.coef[c]);
     c_hi[c] = _mm512_load_ps(t.coef[c] + 16);
   }
-  constexpr int NEAREST = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
   const __m512 g = splat(gamma);
   for (int i = 0; i < W; i += 16) {
     const __mmask16 valid = low_lanes(W - i);
@@ -100,16 +135,8 @@ void normalise_row_avx512(float* x, int W, float lo, float factor, float gamma) 
     // 2^y, y = gamma log2 v <= 0, floored where the portable exp_f flushes (e^-87).
     const __m512 y = _mm512_max_ps(_mm512_mul_ps(g, _mm512_add_ps(e, log2m)), splat(-125.5f));
     const __m512 n = _mm512_roundscale_ps(y, NEAREST);
-    const __m512 f = _mm512_mul_ps(_mm512_sub_ps(y, n), splat(0.693147180559945309f));
-    // e^f, |f| <= ln 2 / 2: Taylor to degree 7.
-    __m512 p = splat(1.0f / 5040.0f);
-    p = _mm512_fmadd_ps(p, f, splat(1.0f / 720.0f));
-    p = _mm512_fmadd_ps(p, f, splat(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, f, splat(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, f, splat(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, f, splat(0.5f));
-    p = _mm512_fmadd_ps(p, f, splat(1.0f));
-    p = _mm512_fmadd_ps(p, f, splat(1.0f));
+    const __m512 p = exp_reduced(_mm512_mul_ps(_mm512_sub_ps(y, n),
+                                               splat(0.693147180559945309f)));
     // 0^gamma = 0 (and nothing from the garbage that v = 0 gave above).
     _mm512_mask_storeu_ps(x + i, valid, _mm512_maskz_scalef_ps(positive, p, n));
   }
@@ -117,7 +144,8 @@ void normalise_row_avx512(float* x, int W, float lo, float factor, float gamma) 
 
 #else  // built without AVX-512 support: the portable loop always runs
 
-bool gamma_avx512_available() { return false; }
+bool appearance_avx512_available() { return false; }
+float intensity_row_avx512(const float*, const float*, int, float*) { return 0.0f; }
 void normalise_row_avx512(float*, int, float, float, float) {}
 
 #endif
