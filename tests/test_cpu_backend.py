@@ -69,16 +69,24 @@ def _run_each_op(shape=(24, 40, 33), K=5):
     return used
 
 
+def _most_threads_used(calls=3):
+    """Per op, the most threads that did work in a few calls: units are handed out as the
+    threads ask, so on a loaded machine one thread may take every unit of a single call
+    before the other starts."""
+    runs = [_run_each_op() for _ in range(calls)]
+    return {op: max(run[op] for run in runs) for op in runs[0]}
+
+
 def test_kernels_run_on_every_requested_thread(threads):
     """Each op reports how many OpenMP threads did work: without OpenMP (or with a loop that
     is not parallel) this stays at 1."""
     threads(2)
     assert cpu.get_num_threads() == 2
-    assert _run_each_op() == dict.fromkeys(["philox_fill", "gmm_shapes", "bias_field",
-                                            "appearance"], 2)
+    assert _most_threads_used() == dict.fromkeys(["philox_fill", "gmm_shapes", "bias_field",
+                                                  "appearance"], 2)
     threads(1)
-    assert _run_each_op() == dict.fromkeys(["philox_fill", "gmm_shapes", "bias_field",
-                                            "appearance"], 1)
+    assert _most_threads_used() == dict.fromkeys(["philox_fill", "gmm_shapes", "bias_field",
+                                                  "appearance"], 1)
 
 
 @pytest.mark.parametrize("shape,K,views", [((21, 34, 29), 6, 2), ((67, 45), 11, 1)])

@@ -88,7 +88,7 @@ void label_lookup(const uint8_t* RASD_RESTRICT y, const float* RASD_RESTRICT ls,
 
 // x = (mean + sd n) exp(psi) (sd, n null without texture); returns max|x|.
 RASD_CPU_CLONES
-float intensity_row_portable(const float* RASD_RESTRICT mean, const float* RASD_RESTRICT sd,
+float intensity_row(const float* RASD_RESTRICT mean, const float* RASD_RESTRICT sd,
                     const float* RASD_RESTRICT n, const float* RASD_RESTRICT psi, int W,
                     float* RASD_RESTRICT x) {
   float top = 0.0f;
@@ -108,13 +108,6 @@ float intensity_row_portable(const float* RASD_RESTRICT mean, const float* RASD_
     }
   }
   return top;
-}
-
-float intensity_row(const float* mean, const float* sd, const float* n, const float* psi, int W,
-                    float* x) {
-  if (n == nullptr && appearance_avx512_available())
-    return intensity_row_avx512(mean, psi, W, x);
-  return intensity_row_portable(mean, sd, n, psi, W, x);
 }
 
 // line[r + i] = x[i] + scale n[i], replicated r times at both ends.
@@ -234,16 +227,27 @@ void run_passes(const PassGroup& g, std::vector<float>& top, std::vector<float>&
   parallel_for(n * rows, 4 * size_t(W), [&](int64_t unit, float* buf) {
     const int64_t p = pair_of(unit, rows), r = unit % rows;
     const Pair& q = g.pair[size_t(p)];
+    const BiasRows& bias = g.bias[size_t(p)];
+    const int z = int(r / ext.H), y = int(r % ext.H);
+    const uint8_t* labels = g.labels + (p / g.apps) * V + r * W;
+    float* x = g.image + p * V + r * W;
+    BiasRows::Windows windows;
+    if (!q.texture && g.K * layout::LABEL_STATS <= 32 && appearance_avx512_available() &&
+        bias.windows(windows)) {  // lookup, bias and intensity in one pass over the row
+      float line[MAX_BIAS_NODES];
+      bias.line(z, y, line);
+      row_top[size_t(unit)] = intensity_row_avx512(labels, q.stats, g.K, windows, line, W, x);
+      return;
+    }
     float* psi = buf;
     float* mean = buf + W;
     float* sd = buf + 2 * W;
     float* noise = buf + 3 * W;
-    g.bias[size_t(p)].row(int(r / ext.H), int(r % ext.H), psi);
-    label_lookup(g.labels + (p / g.apps) * V + r * W, q.stats, g.K, W, q.texture, mean, sd);
+    bias.row(z, y, psi);
+    label_lookup(labels, q.stats, g.K, W, q.texture, mean, sd);
     if (q.texture) normal_range(q.texture_noise, voxel_noise_element(q.app, V, r * W), W, noise);
     row_top[size_t(unit)] = intensity_row(mean, q.texture ? sd : nullptr,
-                                          q.texture ? noise : nullptr, psi, W,
-                                          g.image + p * V + r * W);
+                                          q.texture ? noise : nullptr, psi, W, x);
   });
   for (int64_t u = 0; u < n * rows; ++u) {
     const size_t p = size_t(pair_of(u, rows));

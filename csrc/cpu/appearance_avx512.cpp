@@ -16,6 +16,7 @@
 // This file is compiled with AVX-512 flags and only called when the CPU has them.
 #include <cmath>
 
+#include "../common/layout.h"
 #include "avx512.h"
 #include "cpu.h"
 
@@ -83,20 +84,40 @@ constexpr int NEAREST = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
 
 bool appearance_avx512_available() { return avx512_enabled(); }
 
-float intensity_row_avx512(const float* mean, const float* psi, int W, float* x) {
+float intensity_row_avx512(const uint8_t* labels, const float* label_stats, int K,
+                           const BiasRows::Windows& bias, const float* line, int W, float* x) {
+  // The [K, 2] stats in two registers; labels >= K take the last row (label_stats_offset).
+  const int n_stats = K * layout::LABEL_STATS;
+  const __m512 stats_lo = _mm512_maskz_loadu_ps(low_lanes(n_stats), label_stats);
+  const __m512 stats_hi = _mm512_maskz_loadu_ps(low_lanes(n_stats - 16), label_stats + 16);
+  const __m512i last_label = _mm512_set1_epi32(K - 1);
   __m512 top = _mm512_setzero_ps();
   for (int i = 0; i < W; i += 16) {
     const __mmask16 valid = low_lanes(W - i);
+    const __m512i k = _mm512_min_epi32(
+        _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(valid, labels + i)), last_label);
+    const __m512i at = _mm512_add_epi32(_mm512_mullo_epi32(k, _mm512_set1_epi32(layout::LABEL_STATS)),
+                                        _mm512_set1_epi32(layout::LABEL_MEAN));
+    const __m512 mean = _mm512_permutex2var_ps(stats_lo, at, stats_hi);
+    // psi: the four taps of each column from the 16-node window of its group (bias_taps'
+    // order, fused as the compiler contracts it).
+    const int start = bias.start[i / 16];
+    const __m512 window = _mm512_maskz_loadu_ps(low_lanes(bias.nx - start), line + start);
+    __m512 psi = _mm512_setzero_ps();
+    for (int j = 0; j < 4; ++j) {
+      const __m512 w = _mm512_maskz_loadu_ps(valid, bias.taps + size_t(j) * W + i);
+      const __m512 c = _mm512_permutexvar_ps(
+          _mm512_maskz_loadu_epi32(valid, bias.node + size_t(j) * W + i), window);
+      psi = j == 0 ? _mm512_mul_ps(w, c) : _mm512_fmadd_ps(w, c, psi);
+    }
     // e^psi = 2^n e^f, n = round(psi / ln 2), f = psi - n ln 2 (ln 2 in two parts, as exp_f),
     // with psi clamped to exp_f's range.
-    const __m512 p = _mm512_min_ps(_mm512_max_ps(_mm512_maskz_loadu_ps(valid, psi + i),
-                                                 splat(-87.0f)), splat(88.0f));
+    const __m512 p = _mm512_min_ps(_mm512_max_ps(psi, splat(-87.0f)), splat(88.0f));
     const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(p, splat(1.44269504088896341f)),
                                           NEAREST);
     const __m512 f = _mm512_fnmadd_ps(n, splat(-2.12194440e-4f),
                                       _mm512_fnmadd_ps(n, splat(0.693359375f), p));
-    const __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(valid, mean + i),
-                                   _mm512_scalef_ps(exp_reduced(f), n));
+    const __m512 v = _mm512_mul_ps(mean, _mm512_scalef_ps(exp_reduced(f), n));
     _mm512_mask_storeu_ps(x + i, valid, v);
     top = _mm512_mask_max_ps(top, valid, top, _mm512_abs_ps(v));
   }
@@ -145,7 +166,10 @@ void normalise_row_avx512(float* x, int W, float lo, float factor, float gamma) 
 #else  // built without AVX-512 support: the portable loop always runs
 
 bool appearance_avx512_available() { return false; }
-float intensity_row_avx512(const float*, const float*, int, float*) { return 0.0f; }
+float intensity_row_avx512(const uint8_t*, const float*, int, const BiasRows::Windows&,
+                           const float*, int, float*) {
+  return 0.0f;
+}
 void normalise_row_avx512(float*, int, float, float, float) {}
 
 #endif

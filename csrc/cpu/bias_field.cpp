@@ -110,15 +110,23 @@ void expand_avx512(const float* RASD_RESTRICT wx, const int* RASD_RESTRICT node,
 
 }  // namespace
 
-void BiasRows::row(int z, int y, float* out) const {
-  const SplineCell cy = bias_cell(lattice_, 1, y);
-  float line[MAX_BIAS_NODES];
+void BiasRows::line(int z, int y, float* out) const {
   BiasLattice slice = lattice_;  // 3D: the lattice contracted at slice z, a 2D lattice
   if (ext_.d == 3) {
     slice.coef = &slices_[size_t(z) * lattice_.ny * lattice_.nx];
     slice.nz = 1;
   }
-  bias_line(slice, cy, line);
+  bias_line(slice, bias_cell(lattice_, 1, y), out);
+}
+
+bool BiasRows::windows(Windows& out) const {
+  out = Windows{wx_.data(), window_node_.data(), window_start_.data(), lattice_.nx};
+  return windowed_;
+}
+
+void BiasRows::row(int z, int y, float* out) const {
+  float line[MAX_BIAS_NODES];
+  this->line(z, y, line);
 #if RASD_BIAS_AVX512
   if (windowed_ && avx512_enabled()) {
     expand_avx512(wx_.data(), window_node_.data(), window_start_.data(), ext_.W, line,

@@ -102,12 +102,6 @@ void uniform_range(const PhiloxStream& s, uint64_t e0, int64_t n, float* out);
 bool normals_avx512_available();
 void normal_blocks_avx512(PhiloxStream s, uint32_t first, int nb, float* out);
 
-// Rows of appearance hand-vectorised (appearance_avx512.cpp), available when built with
-// AVX-512 and avx512_enabled(): x = mean e^psi, returning max|x| (pass 1 without texture),
-// and the gamma curve x = ((x - lo) factor)^gamma (pass 5).
-bool appearance_avx512_available();
-float intensity_row_avx512(const float* mean, const float* psi, int W, float* x);
-void normalise_row_avx512(float* x, int W, float lo, float factor, float gamma);
 
 // ---- the four ops ---------------------------------------------------------------------
 
@@ -138,6 +132,19 @@ class BiasRows {
            const float* scalars);
   // psi of row (z, y) into out[0 .. W).
   void row(int z, int y, float* out) const;
+  // The bias line [nx] of row (z, y), whose four taps per column make its psi.
+  void line(int z, int y, float* out) const;
+  // The taps of the columns as windows of 16 nodes, for a kernel that takes psi from the line
+  // itself: per column the 4 weights [4][W] and nodes [4][W] within the window of its group
+  // of 16 columns, which starts at node start[x / 16]. None (false) where some 16 columns
+  // span more than 16 nodes.
+  struct Windows {
+    const float* taps;
+    const int* node;
+    const int* start;
+    int nx;
+  };
+  bool windows(Windows& out) const;
 
  private:
   void contract_slices();
@@ -158,6 +165,15 @@ class BiasRows {
 
 // Largest bias lattice along W that a row buffer holds.
 constexpr int MAX_BIAS_NODES = 4096;
+
+// Rows of appearance hand-vectorised (appearance_avx512.cpp), available when built with
+// AVX-512 and avx512_enabled(). Pass 1 without texture, K <= 16 and windowed bias taps:
+// x = mean[label] e^psi from the labels, label_stats [K, 2] and the row's bias line, returning
+// max|x|; pass 5: the gamma curve x = ((x - lo) factor)^gamma.
+bool appearance_avx512_available();
+float intensity_row_avx512(const uint8_t* labels, const float* label_stats, int K,
+                           const BiasRows::Windows& bias, const float* line, int W, float* x);
+void normalise_row_avx512(float* x, int W, float lo, float factor, float gamma);
 
 }  // namespace cpu
 }  // namespace rasd
