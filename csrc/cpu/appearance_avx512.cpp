@@ -96,8 +96,9 @@ float intensity_row_avx512(const uint8_t* labels, const float* label_stats, int 
     const __mmask16 valid = low_lanes(W - i);
     const __m512i k = _mm512_min_epi32(
         _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(valid, labels + i)), last_label);
-    const __m512i at = _mm512_add_epi32(_mm512_mullo_epi32(k, _mm512_set1_epi32(layout::LABEL_STATS)),
-                                        _mm512_set1_epi32(layout::LABEL_MEAN));
+    const __m512i at = _mm512_add_epi32(
+        _mm512_mullo_epi32(k, _mm512_set1_epi32(layout::LABEL_STATS)),
+        _mm512_set1_epi32(layout::LABEL_MEAN));
     const __m512 mean = _mm512_permutex2var_ps(stats_lo, at, stats_hi);
     // psi: the four taps of each column from the 16-node window of its group (bias_taps'
     // order, fused as the compiler contracts it).

@@ -6,8 +6,9 @@
 //  - warps: between consecutive node positions of *any* warp scale along W (a union interval)
 //    every scale is linear in x, so a warp line is alpha_j + beta_j (x - start_j). Each node
 //    row of each grid is turned into that form once per unit of rows (after the lerp along D)
-//    and the scales are summed the same way along H, so a row of voxels needs one FMA per
-//    register of its warp lines, and 16 voxels two permutes and one FMA per (label, axis);
+//    and the scales are summed the same way along H; on each union interval along H (a few
+//    rows) the lines are expanded to every column, so 16 voxels need one FMA per
+//    (label, axis) for their warped positions;
 //  - fields: the sum of the field scales is multilinear on each cell of the union of their
 //    nodes, so it is tabulated once per (sample, label) as the eight polynomial coefficients
 //    of every cell, and a voxel evaluates one polynomial instead of one trilinear
@@ -15,9 +16,10 @@
 //    (L = lcm of n_s - 1), so a position's cell and the cell's start are two register
 //    permutes of its lattice unit. The warped positions of 16 neighbouring voxels fall in one
 //    or two (D, H) cell rows; for each distinct one, each coefficient of its cells along W is
-//    one register and every lane's is a permute. Field configurations whose lattice or union
-//    is too fine for registers interpolate the scales one by one the same way, from their
-//    grid rows.
+//    one register and every lane's is a permute (the cells of the next 16 voxels are looked
+//    up before these passes, whose loop exit is hard to predict). Field configurations whose
+//    lattice or union is too fine for registers interpolate the scales one by one the same
+//    way, from their grid rows.
 // This file is compiled with AVX-512 flags and only called when the CPU has them.
 #include <immintrin.h>
 
