@@ -23,7 +23,7 @@
 namespace rasd {
 namespace cpu {
 
-#if defined(__AVX512F__) && defined(__AVX512DQ__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
 
 namespace {
 
