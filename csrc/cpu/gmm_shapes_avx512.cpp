@@ -660,10 +660,9 @@ void expand_lines(const Problem& pb, const FieldPlan& fp, int jy, float dy_first
 
 // The positions along one axis of a row of one label, dy rows into its interval along H.
 struct PositionLine {
-  const float* first = nullptr;
-  const float* per_row = nullptr;
-  __m512 dy = _mm512_setzero_ps();
-  PositionLine() = default;
+  const float* first;
+  const float* per_row;
+  __m512 dy;
   PositionLine(const float* line, int64_t width, float dy_)
       : first(line), per_row(line + width), dy(_mm512_set1_ps(dy_)) {}
   RASD_INLINE __m512 at(int x0) const {
