@@ -10,11 +10,6 @@
 #include <algorithm>
 #include <stdexcept>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include "avx512.h"
-#define RASD_LOOKUP_AVX512 1
-#endif
-
 #include "../common/appearance.h"
 #include "../common/gaussian.h"
 #include "../common/layout.h"
@@ -43,42 +38,14 @@ struct Pair {  // one (sample, appearance)
   uint64_t app;         // a: which noise elements are this appearance's
 };
 
-#if RASD_LOOKUP_AVX512
-// label_lookup for K <= 16 with AVX-512: the [K, 2] stats fill two registers, so the stats of
-// 16 voxels are one permute each.
-__attribute__((target("avx512f,avx512bw,avx512vl")))
-void label_lookup_avx512(const uint8_t* RASD_RESTRICT y, const float* RASD_RESTRICT ls, int K,
-                         int W, bool texture, float* RASD_RESTRICT mean,
-                         float* RASD_RESTRICT sd) {
-  const int n = K * layout::LABEL_STATS;
-  const __m512 lo = _mm512_maskz_loadu_ps(low_lanes(n), ls);
-  const __m512 hi = _mm512_maskz_loadu_ps(low_lanes(n - 16), ls + 16);
-  const __m512i last = _mm512_set1_epi32(K - 1);
-  for (int x = 0; x < W; x += 16) {
-    const __mmask16 valid = low_lanes(W - x);
-    const __m512i k = _mm512_min_epi32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(valid, y + x)),
-                                       last);  // as label_stats_offset: clamped to K - 1
-    const __m512i at = _mm512_mullo_epi32(k, _mm512_set1_epi32(layout::LABEL_STATS));
-    const __m512i at_mean = _mm512_add_epi32(at, _mm512_set1_epi32(layout::LABEL_MEAN));
-    _mm512_mask_storeu_ps(mean + x, valid, _mm512_permutex2var_ps(lo, at_mean, hi));
-    if (texture) {
-      const __m512i at_sd = _mm512_add_epi32(at, _mm512_set1_epi32(layout::LABEL_STD));
-      _mm512_mask_storeu_ps(sd + x, valid, _mm512_permutex2var_ps(lo, at_sd, hi));
-    }
-  }
-}
-#endif
-
 // mean[y] and std[y] of one row. Elsewhere a scalar loop on purpose: per-lane table lookups
 // vectorise into emulated gathers, which are slower than two scalar loads per voxel.
 void label_lookup(const uint8_t* RASD_RESTRICT y, const float* RASD_RESTRICT ls, int K, int W,
                   bool texture, float* RASD_RESTRICT mean, float* RASD_RESTRICT sd) {
-#if RASD_LOOKUP_AVX512
-  if (K * layout::LABEL_STATS <= 32 && avx512_enabled()) {
+  if (K * layout::LABEL_STATS <= 32 && appearance_avx512_available()) {
     label_lookup_avx512(y, ls, K, W, texture, mean, sd);
     return;
   }
-#endif
   for (int i = 0; i < W; ++i) {
     const int k = label_stats_offset(int(y[i]), K);
     mean[i] = ls[k + layout::LABEL_MEAN];

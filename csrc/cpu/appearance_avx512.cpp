@@ -1,6 +1,9 @@
-// Two rows of appearance hand-vectorised for AVX-512: the intensity times the bias,
+// The rows of appearance hand-vectorised for AVX-512: the intensity times the bias,
 // x = mean e^psi (pass 1, without texture), and the gamma curve ((x - lo) factor)^gamma
-// (pass 5).
+// (pass 5); and their parts used alone: the label stats of a row (pass 1 with texture) and
+// its bias psi (also the bias_field op's rows). A stat of 16 voxels is one permute of the
+// [K, 2] table held in two registers; psi takes each column's four taps by permutes from a
+// window of 16 nodes of the row's bias line.
 //
 // Why not the portable exp_f / pow_unit (mathf.h): they spend a third of their work on
 // taking floats apart and putting them together, which AVX-512 does in one instruction each
@@ -80,40 +83,55 @@ RASD_INLINE __m512 exp_reduced(__m512 f) {
 
 constexpr int NEAREST = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
 
+// label_stats [K, 2] (K <= 16) in two registers: a stat of 16 voxels is one permute. Labels
+// >= K take the last row, as label_stats_offset.
+struct LabelStats {
+  __m512 lo, hi;
+  __m512i last;
+  LabelStats(const float* stats, int K)
+      : lo(_mm512_maskz_loadu_ps(low_lanes(K * layout::LABEL_STATS), stats)),
+        hi(_mm512_maskz_loadu_ps(low_lanes(K * layout::LABEL_STATS - 16), stats + 16)),
+        last(_mm512_set1_epi32(K - 1)) {}
+  RASD_INLINE __m512 at(const uint8_t* labels, __mmask16 valid, int stat) const {
+    const __m512i k =
+        _mm512_min_epi32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(valid, labels)), last);
+    const __m512i offset = _mm512_add_epi32(
+        _mm512_mullo_epi32(k, _mm512_set1_epi32(layout::LABEL_STATS)), _mm512_set1_epi32(stat));
+    return _mm512_permutex2var_ps(lo, offset, hi);
+  }
+};
+
+// psi of columns i .. i + 15 from the row's bias line: the four taps of each column from the
+// 16-node window of its group, in bias_taps' order, fused as the compiler contracts it.
+RASD_INLINE __m512 bias_psi(const BiasRows::Windows& bias, const float* line, int W, int i,
+                            __mmask16 valid) {
+  const int start = bias.start[i / 16];
+  const __m512 window = _mm512_maskz_loadu_ps(low_lanes(bias.nx - start), line + start);
+  __m512 psi = _mm512_setzero_ps();
+  for (int j = 0; j < 4; ++j) {
+    const __m512 w = _mm512_maskz_loadu_ps(valid, bias.taps + size_t(j) * W + i);
+    const __m512 c = _mm512_permutexvar_ps(
+        _mm512_maskz_loadu_epi32(valid, bias.node + size_t(j) * W + i), window);
+    psi = j == 0 ? _mm512_mul_ps(w, c) : _mm512_fmadd_ps(w, c, psi);
+  }
+  return psi;
+}
+
 }  // namespace
 
 bool appearance_avx512_available() { return avx512_enabled(); }
 
 float intensity_row_avx512(const uint8_t* labels, const float* label_stats, int K,
                            const BiasRows::Windows& bias, const float* line, int W, float* x) {
-  // The [K, 2] stats in two registers; labels >= K take the last row (label_stats_offset).
-  const int n_stats = K * layout::LABEL_STATS;
-  const __m512 stats_lo = _mm512_maskz_loadu_ps(low_lanes(n_stats), label_stats);
-  const __m512 stats_hi = _mm512_maskz_loadu_ps(low_lanes(n_stats - 16), label_stats + 16);
-  const __m512i last_label = _mm512_set1_epi32(K - 1);
+  const LabelStats stats(label_stats, K);
   __m512 top = _mm512_setzero_ps();
   for (int i = 0; i < W; i += 16) {
     const __mmask16 valid = low_lanes(W - i);
-    const __m512i k = _mm512_min_epi32(
-        _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(valid, labels + i)), last_label);
-    const __m512i at = _mm512_add_epi32(
-        _mm512_mullo_epi32(k, _mm512_set1_epi32(layout::LABEL_STATS)),
-        _mm512_set1_epi32(layout::LABEL_MEAN));
-    const __m512 mean = _mm512_permutex2var_ps(stats_lo, at, stats_hi);
-    // psi: the four taps of each column from the 16-node window of its group (bias_taps'
-    // order, fused as the compiler contracts it).
-    const int start = bias.start[i / 16];
-    const __m512 window = _mm512_maskz_loadu_ps(low_lanes(bias.nx - start), line + start);
-    __m512 psi = _mm512_setzero_ps();
-    for (int j = 0; j < 4; ++j) {
-      const __m512 w = _mm512_maskz_loadu_ps(valid, bias.taps + size_t(j) * W + i);
-      const __m512 c = _mm512_permutexvar_ps(
-          _mm512_maskz_loadu_epi32(valid, bias.node + size_t(j) * W + i), window);
-      psi = j == 0 ? _mm512_mul_ps(w, c) : _mm512_fmadd_ps(w, c, psi);
-    }
+    const __m512 mean = stats.at(labels + i, valid, layout::LABEL_MEAN);
     // e^psi = 2^n e^f, n = round(psi / ln 2), f = psi - n ln 2 (ln 2 in two parts, as exp_f),
     // with psi clamped to exp_f's range.
-    const __m512 p = _mm512_min_ps(_mm512_max_ps(psi, splat(-87.0f)), splat(88.0f));
+    const __m512 p = _mm512_min_ps(_mm512_max_ps(bias_psi(bias, line, W, i, valid),
+                                                 splat(-87.0f)), splat(88.0f));
     const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(p, splat(1.44269504088896341f)),
                                           NEAREST);
     const __m512 f = _mm512_fnmadd_ps(n, splat(-2.12194440e-4f),
@@ -123,6 +141,24 @@ float intensity_row_avx512(const uint8_t* labels, const float* label_stats, int 
     top = _mm512_mask_max_ps(top, valid, top, _mm512_abs_ps(v));
   }
   return _mm512_reduce_max_ps(top);
+}
+
+void label_lookup_avx512(const uint8_t* labels, const float* label_stats, int K, int W,
+                         bool texture, float* mean, float* sd) {
+  const LabelStats stats(label_stats, K);
+  for (int i = 0; i < W; i += 16) {
+    const __mmask16 valid = low_lanes(W - i);
+    _mm512_mask_storeu_ps(mean + i, valid, stats.at(labels + i, valid, layout::LABEL_MEAN));
+    if (texture)
+      _mm512_mask_storeu_ps(sd + i, valid, stats.at(labels + i, valid, layout::LABEL_STD));
+  }
+}
+
+void bias_row_avx512(const BiasRows::Windows& bias, const float* line, int W, float* out) {
+  for (int i = 0; i < W; i += 16) {
+    const __mmask16 valid = low_lanes(W - i);
+    _mm512_mask_storeu_ps(out + i, valid, bias_psi(bias, line, W, i, valid));
+  }
 }
 
 void normalise_row_avx512(float* x, int W, float lo, float factor, float gamma) {
@@ -171,6 +207,8 @@ float intensity_row_avx512(const uint8_t*, const float*, int, const BiasRows::Wi
                            const float*, int, float*) {
   return 0.0f;
 }
+void label_lookup_avx512(const uint8_t*, const float*, int, int, bool, float*, float*) {}
+void bias_row_avx512(const BiasRows::Windows&, const float*, int, float*) {}
 void normalise_row_avx512(float*, int, float, float, float) {}
 
 #endif

@@ -1,11 +1,6 @@
 // bias_field: image *= exp(psi), psi a cubic B-spline of coarse control points, row by row.
 #include <stdexcept>
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include "avx512.h"
-#define RASD_BIAS_AVX512 1
-#endif
-
 #include "../common/bias_field.h"
 #include "../common/interp.h"
 #include "cpu.h"
@@ -83,30 +78,6 @@ void expand_runs(const float* RASD_RESTRICT wx, int W, const int* RASD_RESTRICT 
   }
 }
 
-#if RASD_BIAS_AVX512
-// expand_runs with AVX-512, where the nodes of every 16 columns lie in a window of 16 (node
-// spacing above about 1.3 voxels): the window is one register and the four nodes of the 16
-// columns are four permutes of it, so the row is whole vectors, not short runs.
-__attribute__((target("avx512f")))
-void expand_avx512(const float* RASD_RESTRICT wx, const int* RASD_RESTRICT node,
-                   const int* RASD_RESTRICT window_start, int W, const float* RASD_RESTRICT line,
-                   int nx, float* RASD_RESTRICT out) {
-  for (int x = 0; x < W; x += 16) {
-    const __mmask16 valid = low_lanes(W - x);
-    const int start = window_start[x / 16];
-    const __m512 window = _mm512_maskz_loadu_ps(low_lanes(nx - start), line + start);
-    // bias_taps in its order, as the compiler contracts it: w0 c0, then + w_j c_j fused.
-    __m512 psi = _mm512_setzero_ps();
-    for (int j = 0; j < 4; ++j) {  // (no lambda: it would not inherit this function's target)
-      const __m512i at = _mm512_maskz_loadu_epi32(valid, node + size_t(j) * W + x);
-      const __m512 w = _mm512_maskz_loadu_ps(valid, wx + size_t(j) * W + x);
-      const __m512 c = _mm512_permutexvar_ps(at, window);
-      psi = j == 0 ? _mm512_mul_ps(w, c) : _mm512_fmadd_ps(w, c, psi);
-    }
-    _mm512_mask_storeu_ps(out + x, valid, psi);
-  }
-}
-#endif
 
 }  // namespace
 
@@ -127,13 +98,11 @@ bool BiasRows::windows(Windows& out) const {
 void BiasRows::row(int z, int y, float* out) const {
   float line[MAX_BIAS_NODES];
   this->line(z, y, line);
-#if RASD_BIAS_AVX512
-  if (windowed_ && avx512_enabled()) {
-    expand_avx512(wx_.data(), window_node_.data(), window_start_.data(), ext_.W, line,
-                  lattice_.nx, out);
+  Windows w;
+  if (windows(w) && appearance_avx512_available()) {  // whole vectors, not short runs
+    bias_row_avx512(w, line, ext_.W, out);
     return;
   }
-#endif
   expand_runs(wx_.data(), ext_.W, run_start_.data(), int(run_start_.size()) - 1,
               run_nodes_.data(), line, out);
 }

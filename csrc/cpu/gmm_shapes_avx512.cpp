@@ -407,10 +407,10 @@ struct FieldLookup {
     return merged_value<DIM>(table + bk * per_label, c, valid);
   }
 
-  // Score of label bk (sample b, label k) at 16 clamped positions.
+  // One by one: score of label bk (sample b, label k) at 16 clamped positions.
   template <int DIM>
   RASD_INLINE __m512 score(int64_t bk, __m512 qz, __m512 qy, __m512 qx, __mmask16 valid) const {
-    if constexpr (MERGED) return score_at<DIM>(bk, cells<DIM>(qz, qy, qx), valid);
+    static_assert(!MERGED, "merged fields are scored by cells and score_at");
     Cells c;
     c.iz = _mm512_setzero_si512();
     c.fz = _mm512_setzero_ps();
