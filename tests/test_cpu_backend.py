@@ -117,6 +117,41 @@ def test_avx512_and_portable_label_kernels_agree(shape, K):
     assert float((out[0] != out[1]).float().mean()) < 1e-4
 
 
+def _labels_with_and_without_bounds(fields, warps, shape):
+    out = []
+    for bounded in (True, False):
+        _C.allow_label_bounds(bounded)
+        try:
+            labels = torch.empty(fields.shape[0], *shape, dtype=torch.uint8)
+            out.append(gmm_shapes(labels, fields, warps, [8, 4], [16, 8, 4], backend="cpu"))
+        finally:
+            _C.allow_label_bounds(True)
+    return out
+
+
+@pytest.mark.skipif(not _C.avx512_enabled(), reason="this CPU has no AVX-512")
+@pytest.mark.parametrize("shape,K", [((150, 517), 16), ((64, 1100), 40), ((131, 21), 4)])
+def test_label_bounds_change_no_label(shape, K):
+    """The 2D AVX-512 kernel skips labels whose bound is below the best score so far: the
+    labels must be those of scoring every label, bit for bit. Rows wider than one register
+    group (517, 1100 columns), a partial vector (21 columns), units of rows that start unseeded
+    (150 > 128 rows), positions pushed far outside (clamped), and exact ties: label 0 is
+    constant, label 2 equal to it on the lower rows and above it on the upper ones, so where
+    the row above took label 2 (the seed) the tie must still go to label 0."""
+    fields, warps = _perlin_inputs(shape, K, seed=5)
+    fields[:, 3:] *= 0.1
+    fields[:, 1] *= 0.1
+    fields[:, 0] = 1.0
+    fields[:, 2] = 1.0
+    fields[:, 2, 32:64] += 1.0  # rows 4..7 of the 8 x 8 grid
+    fields[:, 2, 64:] = 0.0
+    fields[:, 0, 64:] = 0.0
+    warps[:, -1] *= 8.0
+    bounded, every = _labels_with_and_without_bounds(fields, warps, shape)
+    assert torch.equal(bounded, every)
+    assert (every == 0).any() and (every == 2).any()
+
+
 @pytest.mark.skipif(not _C.avx512_enabled(), reason="this CPU has no AVX-512")
 def test_avx512_and_portable_appearance_agree():
     """The hand-vectorised normals (philox_fill, and the noise of appearance, whose rows

@@ -91,6 +91,11 @@ void parallel_for(int64_t count, size_t scratch_floats, Body&& body) {
 bool avx512_enabled();
 void allow_avx512(bool allowed);
 
+// Whether the AVX-512 label kernel may skip labels by their bounds where it would (default
+// true; the tests compare both ways, which must give the same labels bit for bit).
+bool label_bounds_enabled();
+void allow_label_bounds(bool allowed);
+
 // ---- Philox ranges (philox_fill.cpp) -----------------------------------------------------
 
 // out[i] = normal / uniform element e0 + i of a stream, i < n.

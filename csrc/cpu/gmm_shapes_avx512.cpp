@@ -24,6 +24,8 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <numeric>
 
 #include "avx512.h"
@@ -83,6 +85,7 @@ struct UnionAxis {
   alignas(64) float start_of_unit[32] = {};
   int node_unit[16] = {};   // node positions, in lattice units
   double pos[16] = {};      // node positions, in voxels
+  float inverse_length[16] = {};  // 1 / (node_unit[c + 1] - node_unit[c]) of each cell c
 
   bool build(const Grids& g, int N) {
     int L = 1;
@@ -107,6 +110,7 @@ struct UnionAxis {
       cell_of_unit[u] = std::min(c, count - 2);
     }
     for (int u = 0; u <= L; ++u) start_of_unit[u] = float(node_unit[cell_of_unit[u]]);
+    for (int i = 0; i + 1 < count; ++i) inverse_length[i] = 1.0f / float(node_unit[i + 1] - node_unit[i]);
     return true;
   }
 };
@@ -222,6 +226,13 @@ struct FieldPlan {
   // along x in one register (see tabulate).
   std::vector<float> coef;
   int64_t per_label = 0;
+  // Merged: the field at every union node ([B][K][U^DIM], D before H before W) and how far
+  // the row kernel's float score may stray from the multilinear interpolant of those nodes
+  // (per (sample, label): coefficient rounding and FMA rounding, with a wide margin), for
+  // the label bounds.
+  std::vector<float> node_value;
+  std::vector<float> score_slack;
+  int64_t nodes_per_label = 0;
   float scale[MAX_SCALES][3] = {};  // per-scale node_scale of D, H, W
   // The unit of the row kernel's positions along D, H, W: lattice units when merged (saves
   // the conversion per voxel and label), voxels otherwise; `per_voxel` of that unit and the
@@ -248,9 +259,12 @@ struct FieldPlan {
     cells = axis[2].count - 1;
     per_label = int64_t(e.d == 3 ? cells : 1) * cells * (1 << e.d) * 16;
     coef.assign(size_t(batch * pb.K * per_label), 0.0f);
-    float* table = coef.data();
+    nodes_per_label = int64_t(e.d == 3 ? cells + 1 : 1) * (cells + 1) * (cells + 1);
+    node_value.assign(size_t(batch * pb.K * nodes_per_label), 0.0f);
+    score_slack.assign(size_t(batch * pb.K), 0.0f);
     parallel_for(batch * pb.K, 0, [&](int64_t bk, float*) {
-      tabulate(pb, bk, table + bk * per_label);
+      tabulate(pb, bk, coef.data() + bk * per_label, node_value.data() + bk * nodes_per_label,
+               score_slack[size_t(bk)]);
     });
   }
 
@@ -259,7 +273,7 @@ struct FieldPlan {
   // c1 fx + c2 fy + c3 fz + c4 fx fy + c5 fx fz + c6 fy fz + c7 fx fy fz; in 2D c0 + c1 fx +
   // c2 fy + c3 fx fy (offsets in lattice units, the unit the row kernel's positions come in,
   // rather than fractions of the cell spare a multiply per axis).
-  void tabulate(const Problem& pb, int64_t bk, float* out) const {
+  void tabulate(const Problem& pb, int64_t bk, float* out, float* node_out, float& slack) const {
     const float* fields = pb.fields + bk * pb.fg.total;
     const int d = pb.ext.d, C = cells, U = C + 1, uz_count = d == 3 ? U : 1;
     const int sizes[3] = {pb.ext.D, pb.ext.H, pb.ext.W};
@@ -284,6 +298,15 @@ struct FieldPlan {
           }
           node[(size_t(uz) * U + uy) * U + ux] = v;
         }
+    double largest = 0.0;
+    for (size_t i = 0; i < node.size(); ++i) {
+      node_out[i] = float(node[i]);
+      largest = std::max(largest, std::abs(node[i]));
+    }
+    // Every term of the float polynomial and every partial sum is at most 16 times the
+    // largest node magnitude, and about 20 roundings (coefficients, FMAs) of 2^-24 each
+    // reach it: below 2^-15 of the largest node. 2^-10 leaves a factor of 30.
+    slack = float(largest * 0x1p-10) + 1e-30f;
     auto at = [&](int z, int y, int x) { return node[(size_t(z) * U + y) * U + x]; };
     const int terms = 1 << d;
     for (int cz = 0; cz < uz_count - (d == 3 ? 1 : 0); ++cz)
@@ -477,28 +500,35 @@ struct UnionLine {
 //    ([K][DIM][2][W padded]: at its first row, change per row), so that a row's positions
 //    are one FMA per 16 voxels and axis, with no lookups; reaches: per (label, axis) whether
 //    those positions may leave [0, last] on the interval's rows (1) or not (0);
-//  - plane: one grid plane lerped along D; best: the best score so far along a row.
+//  - plane: one grid plane lerped along D; best: the best score so far along a row;
+//  - label bounds (see LabelBounds): bound ([K][vectors padded]: per label and 16 columns, an
+//    upper bound of the label's score on the current interval's rows).
 struct Scratch {
   int node_rows = 0;  // sum of the warp scales' nodes
   int row_offset[MAX_SCALES] = {};
   int intervals = 0;  // J_H
   int64_t width = 0;  // W rounded up to 16
+  int64_t vectors = 0;  // width / 16, rounded up to 32
   float* planes;
   float* rows;
   float* lines;
   float* reaches;
   float* plane;
   float* best;  // the row's best score so far (width floats)
+  float* bound;
 
   static int64_t padded_width(const Problem& pb) { return (int64_t(pb.ext.W) + 15) / 16 * 16; }
+  static int64_t padded_vectors(const Problem& pb) { return (padded_width(pb) / 16 + 31) / 32 * 32; }
   static size_t floats(const Problem& pb) {
     int node_rows = 0;
     for (int s = 0; s < pb.wg.count; ++s) node_rows += pb.wg.nodes[s];
     const size_t per_kc = size_t(pb.K) * pb.ext.d;
     return per_kc * ((node_rows + 2 * pb.wuy.count) * UNION_FLOATS + 2 * padded_width(pb) + 1) +
-           size_t(pb.wg.max_nodes) * pb.wg.max_nodes + padded_width(pb);
+           size_t(pb.wg.max_nodes) * pb.wg.max_nodes + padded_width(pb) +
+           size_t(pb.K) * padded_vectors(pb);
   }
-  Scratch(const Problem& pb, float* buf) : intervals(pb.wuy.count), width(padded_width(pb)) {
+  Scratch(const Problem& pb, float* buf)
+      : intervals(pb.wuy.count), width(padded_width(pb)), vectors(padded_vectors(pb)) {
     for (int s = 0; s < pb.wg.count; ++s) {
       row_offset[s] = node_rows;
       node_rows += pb.wg.nodes[s];
@@ -510,7 +540,9 @@ struct Scratch {
     reaches = lines + per_kc * 2 * width;
     plane = reaches + per_kc;
     best = plane + size_t(pb.wg.max_nodes) * pb.wg.max_nodes;
+    bound = best + width;
   }
+  float* label_bound(int k) const { return bound + size_t(k) * vectors; }
   float* node_row(int kc, int s, int yi) const {
     return planes + (size_t(kc) * node_rows + row_offset[s] + yi) * UNION_FLOATS;
   }
@@ -658,6 +690,120 @@ void expand_lines(const Problem& pb, const FieldPlan& fp, int jy, float dy_first
   }
 }
 
+// ---- label bounds ------------------------------------------------------------------------
+//
+// A voxel's label is the first label with the highest score, so leaving out a label where its
+// score is strictly below the highest changes no label. With merged fields a label's score
+// has a cheap upper bound on each union interval along H (a few rows) and along W (a few
+// columns): there its position lines are bilinear in (column, row), so the positions stay in
+// the box of their four corner values, and its field, multilinear on every cell of the union
+// nodes, is at most its largest value at the points of that box whose coordinates are box
+// ends or nodes inside the box (plus the float slack of the score). Each row first scores a
+// seed label on every 16 voxels (the label of the row above at their middle, most often the
+// winner), then each other label only on the 16 voxels where its bound reaches their floor,
+// the least of their best scores so far (each at most the highest score). In 2D this leaves
+// about one label in six to score besides the seed (rasd2d); in 3D (rasd3d: 8 labels, boxes
+// of a few voxels) computing the bounds costs more than it saves, and they are not used.
+
+// What the bounds need of the union intervals along W: the offset of each interval's last
+// column and the intervals that each 16 columns touch.
+struct ColumnBlocks {
+  float dx_last[32] = {};
+  std::vector<int> j_first, j_last;  // per 16 columns
+  explicit ColumnBlocks(const Problem& pb) {
+    const UnionIntervals& u = pb.wu;
+    const int W = pb.ext.W;
+    for (int x = 0; x < W; ++x)
+      dx_last[u.column_j[x]] = std::max(dx_last[u.column_j[x]], u.column_dx[x]);
+    for (int x0 = 0; x0 < W; x0 += 16) {
+      j_first.push_back(u.column_j[x0]);
+      j_last.push_back(u.column_j[std::min(x0 + 15, W - 1)]);
+    }
+  }
+};
+
+// The least and greatest position (lookup units) of one (label, axis) on rows dy_first ..
+// dy_last of an interval along H, per union interval j along W: bilinear in (dx, dy), so
+// extreme at the corners. Widened far beyond float rounding, then clamped like the positions.
+void position_box(const float* form, const float* dx_last, int J, float dy_first,
+                  float dy_last, float last, float* lo, float* hi) {
+  const float* per_row = form + UNION_FLOATS;
+  const float margin = 1e-4f * (last + 1.0f);
+  for (int j = 0; j < J; ++j) {
+    float least = 3.0e38f, greatest = -3.0e38f;
+    for (const float dx : {0.0f, dx_last[j]}) {
+      const float first = form[j] + form[32 + j] * dx;
+      const float change = per_row[j] + per_row[32 + j] * dx;
+      for (const float dy : {dy_first, dy_last}) {
+        least = std::min(least, first + change * dy);
+        greatest = std::max(greatest, first + change * dy);
+      }
+    }
+    lo[j] = std::clamp(least - margin, 0.0f, last);
+    hi[j] = std::clamp(greatest + margin, 0.0f, last);
+  }
+}
+
+// Where a position q (lattice units, in [0, L]) lies on the union nodes of an axis: its cell
+// and the fraction of the cell.
+struct NodeCell {
+  int cell;
+  float frac;
+  NodeCell(const UnionAxis& u, float q)
+      : cell(u.cell_of_unit[std::min(int(q), u.units)]),
+        frac((q - float(u.node_unit[cell])) * u.inverse_length[cell]) {}
+};
+
+// The largest value over [ylo, yhi] x [xlo, xhi] (lattice units) of a field given at the
+// union nodes (U per axis, H before W) and bilinear on each cell: it is taken at a point whose
+// coordinates are box ends or nodes inside the box (here, the nodes after the cell of the
+// lower end up to the cell of the upper end).
+float box_max(const float* nodes, int U, const UnionAxis& ay, const UnionAxis& ax, float ylo,
+              float yhi, float xlo, float xhi) {
+  const NodeCell x0(ax, xlo), x1(ax, xhi), y0(ay, ylo), y1(ay, yhi);
+  // Largest along W at fraction fy of node rows cy, cy + 1.
+  auto along_x = [&](int cy, float fy) {
+    const float* r0 = nodes + size_t(cy) * U;
+    const float* r1 = r0 + U;
+    auto at = [&](int i) { return lerp(r0[i], r1[i], fy); };
+    float most = std::max(lerp(at(x0.cell), at(x0.cell + 1), x0.frac),
+                          lerp(at(x1.cell), at(x1.cell + 1), x1.frac));
+    for (int i = x0.cell + 1; i <= x1.cell; ++i) most = std::max(most, at(i));
+    return most;
+  };
+  float most = std::max(along_x(y0.cell, y0.frac), along_x(y1.cell, y1.frac));
+  for (int i = y0.cell + 1; i <= y1.cell; ++i) most = std::max(most, along_x(i, 0.0f));
+  return most;
+}
+
+// The bound of every label on every 16 columns for rows dy_first .. dy_last of interval jy
+// along H (2D, sample b): the largest box maximum of the W intervals they touch, plus the
+// label's float slack. Vectors past the row get -inf (never scored).
+void label_bounds(const Problem& pb, const FieldPlan& fp, const ColumnBlocks& cb, int64_t b,
+                  int jy, float dy_first, float dy_last, const Scratch& ws) {
+  const int J = pb.wu.count, U = fp.cells + 1;
+  for (int k = 0; k < pb.K; ++k) {
+    float lo[2][32], hi[2][32];
+    for (int i = 0; i < 2; ++i)
+      position_box(ws.interval_form(k * 2 + i, jy), cb.dx_last, J, dy_first, dy_last,
+                   fp.last[1 + i], lo[i], hi[i]);
+    const int64_t bk = b * pb.K + k;
+    const float* nodes = fp.node_value.data() + bk * fp.nodes_per_label;
+    float interval_max[32];
+    for (int j = 0; j < J; ++j)
+      interval_max[j] = box_max(nodes, U, fp.axis[1], fp.axis[2], lo[0][j], hi[0][j], lo[1][j],
+                                hi[1][j]);
+    float* out = ws.label_bound(k);
+    const int vectors = int(cb.j_first.size());
+    for (int v = 0; v < vectors; ++v) {
+      float most = interval_max[cb.j_first[v]];
+      for (int j = cb.j_first[v] + 1; j <= cb.j_last[v]; ++j) most = std::max(most, interval_max[j]);
+      out[v] = most + fp.score_slack[size_t(bk)];
+    }
+    for (int64_t v = vectors; v < ws.vectors; ++v) out[v] = -std::numeric_limits<float>::infinity();
+  }
+}
+
 // The positions along one axis of a row of one label, dy rows into its interval along H.
 struct PositionLine {
   const float* first;
@@ -710,6 +856,135 @@ RASD_INLINE void label_pass(const FieldLookup<MERGED>& field, int64_t bk, int k,
   }
 }
 
+// The floors of 32 vectors of a row (see label bounds), two registers.
+struct Floors {
+  __m512 lo, hi;
+  explicit Floors(float v) : lo(_mm512_set1_ps(v)), hi(lo) {}
+  // -inf on the first n vectors (every one is scored until it has a best score), +inf past.
+  static Floors unseeded(int64_t n) {
+    Floors f(std::numeric_limits<float>::infinity());
+    const __m512 none = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+    f.lo = _mm512_mask_mov_ps(f.lo, low_lanes(int(std::min<int64_t>(n, 16))), none);
+    f.hi = _mm512_mask_mov_ps(f.hi, low_lanes(int(std::min<int64_t>(n, 32)) - 16), none);
+    return f;
+  }
+  // Vectors whose bound (32 floats) reaches their floor.
+  unsigned reached_by(const float* bound) const {
+    return unsigned(_mm512_cmp_ps_mask(_mm512_loadu_ps(bound), lo, _CMP_GE_OQ)) |
+           unsigned(_mm512_cmp_ps_mask(_mm512_loadu_ps(bound + 16), hi, _CMP_GE_OQ)) << 16;
+  }
+  void set(int lane, float v) {
+    const unsigned bit = 1u << lane;
+    lo = _mm512_mask_mov_ps(lo, __mmask16(bit & 0xFFFFu), _mm512_set1_ps(v));
+    hi = _mm512_mask_mov_ps(hi, __mmask16(bit >> 16), _mm512_set1_ps(v));
+  }
+};
+
+// Seeds the 32 vectors of a row from vector `group` on: on each 16 voxels the label of the
+// row above at their middle (w) is scored first, its score and label taken as the best so far
+// (positions clamped on every axis, which leaves positions inside [0, last] as they are: the
+// score that label's own pass would compute). Returns the floor of each vector, their least
+// seed score (+inf past the row); seeded_by[k]: the vectors whose seed is label k.
+template <int DIM>
+Floors seed_group(const Problem& pb, const FieldLookup<true>& field, int64_t b, float dy,
+                  const uint8_t* above, int64_t group, const Scratch& ws, uint8_t* label,
+                  uint32_t* seeded_by) {
+  const int W = pb.ext.W;
+  Floors floor(std::numeric_limits<float>::infinity());
+  std::fill(seeded_by, seeded_by + pb.K, 0u);
+  for (int lane = 0; lane < 32 && 16 * (group + lane) < W; ++lane) {
+    const int x0 = int(16 * (group + lane));
+    const int w = above[std::min(x0 + 8, W - 1)];
+    auto position = [&](int a) {
+      const PositionLine line(ws.line(w * DIM + a - (3 - DIM)), ws.width, dy);
+      return vclamp(line.at(x0), field.last[a]);
+    };
+    const __m512 qz = DIM == 3 ? position(0) : _mm512_setzero_ps();
+    const __mmask16 valid = low_lanes(W - x0);
+    const Cells c = field.template cells<DIM>(qz, position(1), position(2));
+    const __m512 score = field.template score_at<DIM>(b * pb.K + w, c, valid);
+    _mm512_storeu_ps(ws.best + x0, score);
+    _mm512_mask_cvtepi32_storeu_epi8(label + x0, valid, _mm512_set1_epi32(w));
+    floor.set(lane, _mm512_mask_reduce_min_ps(valid, score));
+    seeded_by[w] |= 1u << lane;
+  }
+  return floor;
+}
+
+// Label k on the 32 vectors of a row from vector `group` on, with bounds: scored only on the
+// vectors whose bound reaches `older` (floors from before the previous label's pass: the
+// latest wait on that pass's last score, and any lower floor is still a floor) and whose seed
+// is another label. The seed was scored first, so ties go to k where k is below the seed and
+// the seed still holds (what scoring in label order gives). Returns `floor` raised to the
+// new best scores.
+template <int DIM, bool CLAMP_DH>
+RASD_INLINE Floors bounded_label_pass(const FieldLookup<true>& field, int64_t bk, int k, int W,
+                                      const PositionLine& lz, const PositionLine& ly,
+                                      const PositionLine& lx, const uint8_t* above,
+                                      int64_t group, unsigned todo, const Floors& older,
+                                      Floors floor, const Scratch& ws, uint8_t* label) {
+  auto position = [&](int a, const PositionLine& l, int x0) {
+    return CLAMP_DH || a == 2 ? vclamp(l.at(x0), field.last[a]) : l.at(x0);
+  };
+  const __m512i vk = _mm512_set1_epi32(k);
+  todo &= older.reached_by(ws.label_bound(k) + group);
+  while (todo) {
+    const int lane = __builtin_ctz(todo);
+    todo &= todo - 1;
+    const int x0 = int(16 * (group + lane));
+    const __mmask16 valid = low_lanes(W - x0);
+    const __m512 qz = DIM == 3 ? position(0, lz, x0) : _mm512_setzero_ps();
+    const Cells c = field.template cells<DIM>(qz, position(1, ly, x0), position(2, lx, x0));
+    const __m512 score = field.template score_at<DIM>(bk, c, valid);
+    const __m512 best = _mm512_loadu_ps(ws.best + x0);
+    __mmask16 better = _mm512_mask_cmp_ps_mask(valid, score, best, _CMP_GT_OQ);
+    const int w = above ? above[std::min(x0 + 8, W - 1)] : -1;
+    const __mmask16 tie = _mm512_mask_cmp_ps_mask(k < w ? valid : 0, score, best, _CMP_EQ_OQ);
+    if (tie) {  // rare: exact ties
+      const __m512i held = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(label + x0)));
+      better |= tie & _mm512_cmpeq_epi32_mask(held, _mm512_set1_epi32(w));
+    }
+    const __m512 now = _mm512_mask_mov_ps(best, better, score);
+    _mm512_storeu_ps(ws.best + x0, now);
+    _mm512_mask_cvtepi32_storeu_epi8(label + x0, better, vk);
+    floor.set(lane, _mm512_mask_reduce_min_ps(valid, now));
+  }
+  return floor;
+}
+
+// Row y with label bounds, 32 vectors at a time; above: the row above in this unit, or null
+// (no seed).
+template <int DIM>
+void bounded_row(const Problem& pb, const FieldLookup<true>& field, int64_t b, int y,
+                 const uint8_t* above, const Scratch& ws, uint8_t* label) {
+  const float dy = pb.wuy.column_dx[y];
+  const int W = pb.ext.W;
+  uint32_t seeded_by[256] = {};
+  if (!above) std::fill(ws.best, ws.best + ws.width, -std::numeric_limits<float>::infinity());
+  for (int64_t group = 0; 16 * group < W; group += 32) {
+    Floors floor = above ? seed_group<DIM>(pb, field, b, dy, above, group, ws, label, seeded_by)
+                         : Floors::unseeded((W + 15) / 16 - group);
+    Floors older = floor;
+    for (int k = 0; k < pb.K; ++k) {
+      const int kc = k * DIM;
+      auto line = [&](int a) { return PositionLine(ws.line(kc + a), ws.width, dy); };
+      const PositionLine lz = line(0), ly = line(DIM - 2), lx = line(DIM - 1);
+      const bool clamp_dh = ws.reaches[kc + DIM - 2] != 0.0f ||
+                            (DIM == 3 && ws.reaches[kc] != 0.0f);
+      const unsigned todo = ~seeded_by[k];
+      const Floors before = floor;
+      if (clamp_dh) {
+        floor = bounded_label_pass<DIM, true>(field, b * pb.K + k, k, W, lz, ly, lx, above,
+                                              group, todo, older, floor, ws, label);
+      } else {
+        floor = bounded_label_pass<DIM, false>(field, b * pb.K + k, k, W, lz, ly, lx, above,
+                                               group, todo, older, floor, ws, label);
+      }
+      older = before;
+    }
+  }
+}
+
 template <int DIM, bool MERGED>
 void row_kernel(const Problem& pb, const FieldLookup<MERGED>& field, int64_t b, int y,
                 const Scratch& ws, uint8_t* label) {
@@ -730,9 +1005,11 @@ void row_kernel(const Problem& pb, const FieldLookup<MERGED>& field, int64_t b, 
 }
 
 // Rows [y0, y1) of slice z of sample b.
-template <int DIM, bool MERGED>
-void unit_kernel(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y0, int y1,
-                 uint8_t* labels, const Scratch& ws) {
+// BOUNDED: with label bounds (merged fields only).
+template <int DIM, bool MERGED, bool BOUNDED>
+void unit_kernel(const Problem& pb, const FieldPlan& fp, const ColumnBlocks& cb, int64_t b,
+                 int z, int y0, int y1, uint8_t* labels, const Scratch& ws) {
+  static_assert(MERGED || !BOUNDED, "bounds need the merged fields");
   const FieldLookup<MERGED> field(pb, fp);
   build_planes<DIM>(pb, fp, b, z, y0, y1, ws);
   int expanded = -1;  // the interval along H whose lines ws.lines holds
@@ -741,21 +1018,31 @@ void unit_kernel(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y
     if (jy != expanded) {
       int last_row = y;  // of this interval within the unit
       while (last_row + 1 < y1 && pb.wuy.column_j[last_row + 1] == jy) ++last_row;
-      expand_lines(pb, fp, jy, pb.wuy.column_dx[y], pb.wuy.column_dx[last_row], ws);
+      const float dy_first = pb.wuy.column_dx[y], dy_last = pb.wuy.column_dx[last_row];
+      expand_lines(pb, fp, jy, dy_first, dy_last, ws);
+      if constexpr (BOUNDED) label_bounds(pb, fp, cb, b, jy, dy_first, dy_last, ws);
       expanded = jy;
     }
     uint8_t* label = labels + b * pb.ext.voxels() + (int64_t(z) * pb.ext.H + y) * pb.ext.W;
-    row_kernel<DIM, MERGED>(pb, field, b, y, ws, label);
+    if constexpr (BOUNDED) {
+      bounded_row<DIM>(pb, field, b, y, y > y0 ? label - pb.ext.W : nullptr, ws, label);
+    } else {
+      row_kernel<DIM, MERGED>(pb, field, b, y, ws, label);
+    }
   }
 }
 
 template <int DIM>
-void unit_dispatch(const Problem& pb, const FieldPlan& fp, int64_t b, int z, int y0, int y1,
-                   uint8_t* labels, const Scratch& ws) {
-  if (fp.merged) {
-    unit_kernel<DIM, true>(pb, fp, b, z, y0, y1, labels, ws);
+void unit_dispatch(const Problem& pb, const FieldPlan& fp, const ColumnBlocks& cb, int64_t b,
+                   int z, int y0, int y1, uint8_t* labels, const Scratch& ws) {
+  // Label bounds pay off in 2D, where rows are long and K large; in 3D (rasd3d) computing
+  // them costs more than they save.
+  if (fp.merged && DIM == 2 && label_bounds_enabled()) {
+    unit_kernel<DIM, true, DIM == 2>(pb, fp, cb, b, z, y0, y1, labels, ws);
+  } else if (fp.merged) {
+    unit_kernel<DIM, true, false>(pb, fp, cb, b, z, y0, y1, labels, ws);
   } else {
-    unit_kernel<DIM, false>(pb, fp, b, z, y0, y1, labels, ws);
+    unit_kernel<DIM, false, false>(pb, fp, cb, b, z, y0, y1, labels, ws);
   }
 }
 
@@ -774,6 +1061,7 @@ bool avx512_supports(const Problem& pb) {
 
 void perlin_avx512(const Problem& pb, int64_t batch, uint8_t* labels) {
   const FieldPlan fp(pb, batch);
+  const ColumnBlocks cb(pb);
   const int64_t blocks = (pb.ext.H + ROWS_PER_UNIT - 1) / ROWS_PER_UNIT;
   const int64_t per_sample = int64_t(pb.ext.D) * blocks;
   parallel_for(batch * per_sample, Scratch::floats(pb), [&](int64_t unit, float* buf) {
@@ -782,9 +1070,9 @@ void perlin_avx512(const Problem& pb, int64_t batch, uint8_t* labels) {
     const int z = int(r / blocks), y0 = int(r % blocks) * ROWS_PER_UNIT;
     const int y1 = std::min(y0 + ROWS_PER_UNIT, pb.ext.H);
     if (pb.ext.d == 3) {
-      unit_dispatch<3>(pb, fp, b, z, y0, y1, labels, ws);
+      unit_dispatch<3>(pb, fp, cb, b, z, y0, y1, labels, ws);
     } else {
-      unit_dispatch<2>(pb, fp, b, z, y0, y1, labels, ws);
+      unit_dispatch<2>(pb, fp, cb, b, z, y0, y1, labels, ws);
     }
   });
 }

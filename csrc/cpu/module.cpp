@@ -115,6 +115,9 @@ PYBIND11_MODULE(_C, m) {
         py::arg("counter"), py::arg("key"), "One Philox4x32-10 block (Random123 layout).");
   m.def("allow_avx512", &rasd::cpu::allow_avx512, py::arg("allowed"),
         "Let the AVX-512 kernels (labels, normals) run where the CPU has them (default True).");
+  m.def("allow_label_bounds", &rasd::cpu::allow_label_bounds, py::arg("allowed"),
+        "Let the AVX-512 label kernel skip labels by their bounds where it would (default "
+        "True); the labels are the same either way.");
   m.def("avx512_enabled", &rasd::cpu::avx512_enabled,
         "Whether the AVX-512 kernels run: the CPU has them and allow_avx512 allows them.");
   m.def("stream_ids", &stream_ids, "The stream ids of csrc/common/streams.h.");

@@ -13,6 +13,7 @@ namespace {
 std::atomic<uint64_t> used_mask{0};
 std::atomic<int> requested_threads{0};
 std::atomic<bool> avx512_allowed{true};
+std::atomic<bool> label_bounds_allowed{true};
 }
 
 void set_num_threads(int n) { requested_threads.store(n > 0 ? n : 0); }
@@ -43,6 +44,9 @@ bool avx512_enabled() {
 }
 
 void allow_avx512(bool allowed) { avx512_allowed.store(allowed); }
+
+bool label_bounds_enabled() { return label_bounds_allowed.load(std::memory_order_relaxed); }
+void allow_label_bounds(bool allowed) { label_bounds_allowed.store(allowed); }
 
 Extent make_extent(const std::vector<int64_t>& shape) {
   if (shape.size() != 2 && shape.size() != 3)
