@@ -76,27 +76,3 @@ def test_bad_arguments_are_named(change, error, match):
     args.update(change)
     with pytest.raises(error, match=match):
         bias_field(**args, backend="reference")
-
-
-@pytest.mark.parametrize("shape", [(20, 17, 23), (41, 30)])
-def test_spline_maximum_is_the_maximum_over_its_evaluation_lattice(shape):
-    """params.spline_maximum (separable contraction) against the reference spline evaluated
-    point by point on the same lattice, for positive and for all-negative fields."""
-    from rasd_kernels import params
-    from rasd_kernels.reference.interp import bspline
-
-    d = len(shape)
-    _, coef, scalars = random_inputs(shape, seed=3)
-    coef[1, 0] = -coef[1, 0].abs() - 0.01  # negative everywhere: a quarter of max |psi|
-    lattice = [torch.linspace(0.0, n - 1.0, params.SPLINE_MAX_POINTS_PER_SPACING * (m - 3) + 1,
-                              dtype=torch.float64) for n, m in zip(shape, coef.shape[2:])]
-    pos = torch.stack(torch.meshgrid(*lattice, indexing="ij"), -1)
-    got = params.spline_maximum(coef.double(), scalars.double(), shape)
-    for b in range(coef.shape[0]):
-        for a in range(coef.shape[1]):
-            values = bspline(coef[b, a], pos, scalars[b, a, :d], scalars[b, a, d:])
-            # The largest value, or a quarter of the largest magnitude if that is larger.
-            expected = torch.maximum(values.max(), 0.25 * values.abs().max())
-            torch.testing.assert_close(got[b, a], expected, rtol=1e-9, atol=0.0)
-            if (b, a) == (1, 0):
-                assert values.max() < 0 and got[b, a] > 0

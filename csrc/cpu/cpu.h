@@ -120,6 +120,13 @@ void gmm_shapes(uint8_t* labels, const float* fields, const float* warps, int64_
 void bias_field(float* image, const float* coef, const float* scalars, int64_t batch,
                 int apps, const Extent& ext, const std::vector<int>& nodes, int scalar_stride);
 
+// out[i] = the largest value of lattice i's bias spline over per_spacing (n - 3) + 1 points
+// per axis spanning the image (or a quarter of its largest magnitude if that is larger), for
+// `count` lattices [*nodes] with scalars (spacing, offset per axis) every scalar_stride floats.
+void spline_maximum(const float* coef, const float* scalars, int64_t count, int scalar_stride,
+                    const Extent& ext, const std::vector<int>& nodes, int per_spacing,
+                    float* out);
+
 void appearance(float* image, const uint8_t* labels, const float* label_stats,
                 const float* bias_coef, const float* scalars, float* stats,
                 const int64_t* sample_index, uint64_t seed, int64_t batch, int apps,

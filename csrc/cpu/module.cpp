@@ -85,6 +85,19 @@ PYBIND11_MODULE(_C, m) {
         py::arg("image"), py::arg("coef"), py::arg("scalars"), py::arg("batch"),
         py::arg("apps"), py::arg("shape"), py::arg("nodes"), py::arg("scalar_stride"));
 
+  m.def("spline_maximum",
+        [](std::uintptr_t coef, std::uintptr_t scalars, int64_t count, int scalar_stride,
+           const std::vector<int64_t>& shape, const std::vector<int64_t>& nodes,
+           int per_spacing, std::uintptr_t out) {
+          const auto ext = make_extent(shape);
+          const auto n = ints(nodes);
+          py::gil_scoped_release nogil;
+          rasd::cpu::spline_maximum(ptr<const float>(coef), ptr<const float>(scalars), count,
+                                    scalar_stride, ext, n, per_spacing, ptr<float>(out));
+        },
+        py::arg("coef"), py::arg("scalars"), py::arg("count"), py::arg("scalar_stride"),
+        py::arg("shape"), py::arg("nodes"), py::arg("per_spacing"), py::arg("out"));
+
   m.def("appearance",
         [](std::uintptr_t image, std::uintptr_t labels, std::uintptr_t label_stats,
            std::uintptr_t bias_coef, std::uintptr_t scalars, std::uintptr_t stats,

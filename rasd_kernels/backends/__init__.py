@@ -1,7 +1,7 @@
 """Backend registry: which implementations exist here and which one "auto" picks.
 
-Every backend module exposes the same four functions with the same signatures as
-rasd_kernels.reference: philox_fill, gmm_shapes, bias_field, appearance.
+Every backend module exposes the same five functions with the same signatures as
+rasd_kernels.reference: philox_fill, gmm_shapes, bias_field, appearance, spline_maximum.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 import torch
 
 BACKENDS = ("reference", "cpu", "triton", "cuda")
-OPS = ("philox_fill", "gmm_shapes", "bias_field", "appearance")
+OPS = ("philox_fill", "gmm_shapes", "bias_field", "appearance", "spline_maximum")
 _MODULES = {
     "reference": "rasd_kernels.reference.backend",
     "cpu": "rasd_kernels.backends.cpu",

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from ..reference.spline_maximum import POINTS_PER_SPACING
+
 try:
     from .. import _C
 except ImportError as exc:  # not built: the backend reports why instead of failing on import
@@ -67,6 +69,14 @@ def bias_field(image, coef, scalars) -> None:
     _C.bias_field(image.data_ptr(), coef.data_ptr(), scalars.data_ptr(), image.shape[0],
                   image.shape[1], list(image.shape[2:]), list(coef.shape[2:]),
                   scalars.shape[2])
+
+
+def spline_maximum(coef, scalars, size) -> torch.Tensor:
+    _cpu(coef, scalars)
+    out = torch.empty(coef.shape[:2], dtype=torch.float32)
+    _C.spline_maximum(coef.data_ptr(), scalars.data_ptr(), out.numel(), scalars.shape[2],
+                      list(size), list(coef.shape[2:]), POINTS_PER_SPACING, out.data_ptr())
+    return out
 
 
 def appearance(image, labels, label_stats, bias_coef, scalars, stats, sample_index,

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import torch
 
+from ..reference.spline_maximum import spline_maximum as reference_spline_maximum
+
 # ---- kernel signatures ---------------------------------------------------------------------
 
 # Argument codes: P pointer, i int32, I uint32, q int64, Q uint64 (mirrors the extern "C"
@@ -433,6 +435,12 @@ def gmm_shapes(labels, fields, warps, field_nodes, warp_nodes, mode: str) -> Non
 
 def bias_field(image, coef, scalars) -> None:
     _kernels().bias_field(image, coef, scalars)
+
+
+def spline_maximum(coef, scalars, size) -> torch.Tensor:
+    """A few small matrix products per batch: torch's own (the reference), no kernel."""
+    _kernels()
+    return reference_spline_maximum(coef, scalars, size)
 
 
 def appearance(image, labels, label_stats, bias_coef, scalars, stats, sample_index,

@@ -1,4 +1,5 @@
-"""Triton backend: every op as Triton kernels, on CUDA GPUs or under TRITON_INTERPRET=1.
+"""Triton backend: every op as Triton kernels, on CUDA GPUs or under TRITON_INTERPRET=1, but
+spline_maximum: a few small matrix products per batch, left to torch (its reference).
 
 The interpreter (TRITON_INTERPRET=1, set before triton is imported) runs the same kernels on
 CPU tensors; the tests use it where there is no GPU.
@@ -14,8 +15,10 @@ from .appearance import appearance  # noqa: E402
 from .bias_field import bias_field  # noqa: E402
 from .gmm_shapes import gmm_shapes  # noqa: E402
 from .philox_fill import philox_fill  # noqa: E402
+from ..reference.spline_maximum import spline_maximum  # noqa: E402
 
-__all__ = ["appearance", "bias_field", "gmm_shapes", "philox_fill", "unavailable_reason"]
+__all__ = ["appearance", "bias_field", "gmm_shapes", "philox_fill", "spline_maximum",
+           "unavailable_reason"]
 
 
 def unavailable_reason() -> str | None:
