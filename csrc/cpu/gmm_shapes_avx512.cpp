@@ -817,13 +817,27 @@ struct PositionLine {
   }
 };
 
+// The position lines of label k on a row dy rows into the current interval along H (z unused
+// in 2D), and whether its positions along D or H may leave [0, last] there (then clamped).
+template <int DIM>
+struct LabelLines {
+  PositionLine z, y, x;
+  bool clamp_dh;
+  LabelLines(const Scratch& ws, int k, float dy)
+      : z(ws.line(k * DIM), ws.width, dy),
+        y(ws.line(k * DIM + DIM - 2), ws.width, dy),
+        x(ws.line(k * DIM + DIM - 1), ws.width, dy),
+        clamp_dh(ws.reaches[k * DIM + DIM - 2] != 0.0f ||
+                 (DIM == 3 && ws.reaches[k * DIM] != 0.0f)) {}
+};
+
 // Row y: label by label, each over the whole row, keeping the best score so far in ws.best.
 // Positions along W are always clamped (a row spans the whole axis, so the warped ends leave
 // it most of the time); along D and H only where the interval's lines may leave [0, last].
 template <int DIM, bool MERGED, bool CLAMP_DH>
 RASD_INLINE void label_pass(const FieldLookup<MERGED>& field, int64_t bk, int k, int W,
-                            const PositionLine& lz, const PositionLine& ly,
-                            const PositionLine& lx, float* best, uint8_t* label) {
+                            const LabelLines<DIM>& lines, float* best, uint8_t* label) {
+  const PositionLine &lz = lines.z, &ly = lines.y, &lx = lines.x;
   auto position = [&](int a, const PositionLine& l, int x0) {
     return CLAMP_DH || a == 2 ? vclamp(l.at(x0), field.last[a]) : l.at(x0);
   };
@@ -920,10 +934,10 @@ Floors seed_group(const Problem& pb, const FieldLookup<true>& field, int64_t b, 
 // new best scores.
 template <int DIM, bool CLAMP_DH>
 RASD_INLINE Floors bounded_label_pass(const FieldLookup<true>& field, int64_t bk, int k, int W,
-                                      const PositionLine& lz, const PositionLine& ly,
-                                      const PositionLine& lx, const uint8_t* above,
+                                      const LabelLines<DIM>& lines, const uint8_t* above,
                                       int64_t group, unsigned todo, const Floors& older,
                                       Floors floor, const Scratch& ws, uint8_t* label) {
+  const PositionLine &lz = lines.z, &ly = lines.y, &lx = lines.x;
   auto position = [&](int a, const PositionLine& l, int x0) {
     return CLAMP_DH || a == 2 ? vclamp(l.at(x0), field.last[a]) : l.at(x0);
   };
@@ -967,19 +981,15 @@ void bounded_row(const Problem& pb, const FieldLookup<true>& field, int64_t b, i
                          : Floors::unseeded((W + 15) / 16 - group);
     Floors older = floor;
     for (int k = 0; k < pb.K; ++k) {
-      const int kc = k * DIM;
-      auto line = [&](int a) { return PositionLine(ws.line(kc + a), ws.width, dy); };
-      const PositionLine lz = line(0), ly = line(DIM - 2), lx = line(DIM - 1);
-      const bool clamp_dh = ws.reaches[kc + DIM - 2] != 0.0f ||
-                            (DIM == 3 && ws.reaches[kc] != 0.0f);
+      const LabelLines<DIM> lines(ws, k, dy);
       const unsigned todo = ~seeded_by[k];
       const Floors before = floor;
-      if (clamp_dh) {
-        floor = bounded_label_pass<DIM, true>(field, b * pb.K + k, k, W, lz, ly, lx, above,
-                                              group, todo, older, floor, ws, label);
+      if (lines.clamp_dh) {
+        floor = bounded_label_pass<DIM, true>(field, b * pb.K + k, k, W, lines, above, group,
+                                              todo, older, floor, ws, label);
       } else {
-        floor = bounded_label_pass<DIM, false>(field, b * pb.K + k, k, W, lz, ly, lx, above,
-                                               group, todo, older, floor, ws, label);
+        floor = bounded_label_pass<DIM, false>(field, b * pb.K + k, k, W, lines, above, group,
+                                               todo, older, floor, ws, label);
       }
       older = before;
     }
@@ -991,16 +1001,11 @@ void row_kernel(const Problem& pb, const FieldLookup<MERGED>& field, int64_t b, 
                 const Scratch& ws, uint8_t* label) {
   const float dy = pb.wuy.column_dx[y];
   for (int k = 0; k < pb.K; ++k) {
-    const int kc = k * DIM;
-    auto line = [&](int a) { return PositionLine(ws.line(kc + a), ws.width, dy); };
-    const PositionLine lz = line(0), ly = line(DIM - 2), lx = line(DIM - 1);
-    const bool clamp_dh = ws.reaches[kc + DIM - 2] != 0.0f ||
-                          (DIM == 3 && ws.reaches[kc] != 0.0f);
-    if (clamp_dh) {
-      label_pass<DIM, MERGED, true>(field, b * pb.K + k, k, pb.ext.W, lz, ly, lx, ws.best, label);
+    const LabelLines<DIM> lines(ws, k, dy);
+    if (lines.clamp_dh) {
+      label_pass<DIM, MERGED, true>(field, b * pb.K + k, k, pb.ext.W, lines, ws.best, label);
     } else {
-      label_pass<DIM, MERGED, false>(field, b * pb.K + k, k, pb.ext.W, lz, ly, lx, ws.best,
-                                     label);
+      label_pass<DIM, MERGED, false>(field, b * pb.K + k, k, pb.ext.W, lines, ws.best, label);
     }
   }
 }
