@@ -8,7 +8,6 @@
 #include <limits>
 #include <vector>
 
-#include "../common/bias_field.h"
 #include "../common/interp.h"
 #include "cpu.h"
 
@@ -32,9 +31,9 @@ std::vector<SplineCell> axis_points(int size, int nodes, int per_spacing, float 
 
 // out[p][r] = sum_t w_t(p) in[node_t(p)][r]: the leading axis (n nodes) of in [n][rest]
 // contracted onto the points.
-void contract_leading(const float* in, int n, size_t rest, const std::vector<SplineCell>& cells,
-                      float* RASD_RESTRICT out) {
-  for (size_t p = 0; p < cells.size(); ++p) {
+void contract_leading(const float* in, int n, size_t rest, const SplineCell* cells,
+                      size_t count, float* RASD_RESTRICT out) {
+  for (size_t p = 0; p < count; ++p) {
     const SplineCell& c = cells[p];
     const float* r0 = in + size_t(spline_node(c, 0, n)) * rest;
     const float* r1 = in + size_t(spline_node(c, 1, n)) * rest;
@@ -80,8 +79,8 @@ void extremes(const float* v, size_t count, float& lo, float& hi) {
 // The maximum of one lattice [nodes...] over its evaluation points, or a quarter of the
 // largest magnitude if that is larger (a field negative everywhere keeps its sign when
 // divided by it). Each step contracts the leading axis and moves its points last, so after d
-// steps the axes are back in order; the last step only needs the extremes.
-// (a, b: scratch of `capacity` floats each.)
+// steps the axes are back in order; the last step is reduced point by point, never stored.
+// a, b: scratch of max_input floats each (the largest input of a step).
 float one_maximum(const float* coef, const Extent& ext, const std::vector<int>& nodes,
                   const float* scalars, int per_spacing, float* a, float* b) {
   const int d = ext.d;
@@ -89,22 +88,41 @@ float one_maximum(const float* coef, const Extent& ext, const std::vector<int>& 
   size_t total = 1;
   for (int i = 0; i < d; ++i) total *= size_t(nodes[size_t(i)]);
   std::copy(coef, coef + total, a);
-  float lo = 0.0f, hi = 0.0f;
+  float lo = std::numeric_limits<float>::infinity(), hi = -lo;
   for (int axis = 0; axis < d; ++axis) {
     const int n = nodes[size_t(axis)];
     const std::vector<SplineCell> cells =
         axis_points(sizes[axis + 3 - d], n, per_spacing, float(1.0 / double(scalars[axis])),
                     scalars[d + axis]);
     const size_t rest = total / size_t(n);
-    contract_leading(a, n, rest, cells, b);
-    total = cells.size() * rest;
-    if (axis + 1 == d) {
-      extremes(b, total, lo, hi);
-    } else {
+    if (axis + 1 < d) {
+      contract_leading(a, n, rest, cells.data(), cells.size(), b);
+      total = cells.size() * rest;
       transpose(b, cells.size(), rest, a);
+      continue;
+    }
+    for (size_t p = 0; p < cells.size(); ++p) {
+      contract_leading(a, n, rest, &cells[p], 1, b);
+      float least, most;
+      extremes(b, rest, least, most);
+      lo = std::min(lo, least);
+      hi = std::max(hi, most);
     }
   }
   return std::max(std::max(hi, 0.25f * std::max(hi, -lo)), 1e-12f);
+}
+
+// The largest input of the d steps: the points of the axes contracted before it times the
+// nodes of the others.
+size_t max_input(const std::vector<int>& nodes, int per_spacing) {
+  size_t largest = 0;
+  for (size_t step = 0; step < nodes.size(); ++step) {
+    size_t size = 1;
+    for (size_t a = 0; a < nodes.size(); ++a)
+      size *= a < step ? size_t(per_spacing * (nodes[a] - 3) + 1) : size_t(nodes[a]);
+    largest = std::max(largest, size);
+  }
+  return largest;
 }
 
 }  // namespace
@@ -113,11 +131,8 @@ void spline_maximum(const float* coef, const float* scalars, int64_t count, int 
                     const Extent& ext, const std::vector<int>& nodes, int per_spacing,
                     float* out) {
   int64_t per_lattice = 1;
-  size_t capacity = 1;  // every intermediate holds at most max(n, points) per axis
-  for (int n : nodes) {
-    per_lattice *= n;
-    capacity *= size_t(max_of(n, per_spacing * (n - 3) + 1));
-  }
+  for (int n : nodes) per_lattice *= n;
+  const size_t capacity = max_input(nodes, per_spacing);
   begin_call();
   parallel_for(count, 2 * capacity, [&](int64_t i, float* scratch) {
     out[i] = one_maximum(coef + i * per_lattice, ext, nodes, scalars + i * scalar_stride,
