@@ -501,7 +501,7 @@ struct UnionLine {
 //    are one FMA per 16 voxels and axis, with no lookups; reaches: per (label, axis) whether
 //    those positions may leave [0, last] on the interval's rows (1) or not (0);
 //  - plane: one grid plane lerped along D; best: the best score so far along a row;
-//  - label bounds (see LabelBounds): bound ([K][vectors padded]: per label and 16 columns, an
+//  - label bounds (see there): bound ([K][vectors padded]: per label and 16 columns, an
 //    upper bound of the label's score on the current interval's rows).
 struct Scratch {
   int node_rows = 0;  // sum of the warp scales' nodes
@@ -956,7 +956,8 @@ RASD_INLINE Floors bounded_label_pass(const FieldLookup<true>& field, int64_t bk
     const int w = above ? above[std::min(x0 + 8, W - 1)] : -1;
     const __mmask16 tie = _mm512_mask_cmp_ps_mask(k < w ? valid : 0, score, best, _CMP_EQ_OQ);
     if (tie) {  // rare: exact ties
-      const __m512i held = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)(label + x0)));
+      // (masked: at the end of the last row, bytes past W are past the labels)
+      const __m512i held = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(valid, label + x0));
       better |= tie & _mm512_cmpeq_epi32_mask(held, _mm512_set1_epi32(w));
     }
     const __m512 now = _mm512_mask_mov_ps(best, better, score);
