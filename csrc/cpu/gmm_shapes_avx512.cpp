@@ -516,6 +516,7 @@ struct Scratch {
   float* plane;
   float* best;  // the row's best score so far (width floats)
   float* bound;
+  float* seeds;  // the row's seed label per 16 voxels (bytes)
 
   static int64_t padded_width(const Problem& pb) { return (int64_t(pb.ext.W) + 15) / 16 * 16; }
   static int64_t padded_vectors(const Problem& pb) { return (padded_width(pb) / 16 + 31) / 32 * 32; }
@@ -525,7 +526,7 @@ struct Scratch {
     const size_t per_kc = size_t(pb.K) * pb.ext.d;
     return per_kc * ((node_rows + 2 * pb.wuy.count) * UNION_FLOATS + 2 * padded_width(pb) + 1) +
            size_t(pb.wg.max_nodes) * pb.wg.max_nodes + padded_width(pb) +
-           size_t(pb.K) * padded_vectors(pb);
+           size_t(pb.K) * padded_vectors(pb) + padded_vectors(pb) / 4;
   }
   Scratch(const Problem& pb, float* buf)
       : intervals(pb.wuy.count), width(padded_width(pb)), vectors(padded_vectors(pb)) {
@@ -541,6 +542,7 @@ struct Scratch {
     plane = reaches + per_kc;
     best = plane + size_t(pb.wg.max_nodes) * pb.wg.max_nodes;
     bound = best + width;
+    seeds = bound + size_t(pb.K) * vectors;
   }
   float* label_bound(int k) const { return bound + size_t(k) * vectors; }
   float* node_row(int kc, int s, int yi) const {
@@ -700,7 +702,8 @@ void expand_lines(const Problem& pb, const FieldPlan& fp, int jy, float dy_first
 // nodes, is at most its largest value at the points of that box whose coordinates are box
 // ends or nodes inside the box (plus the float slack of the score). Each row first scores a
 // seed label on every 16 voxels (the label of the row above at their middle, most often the
-// winner), then each other label only on the 16 voxels where its bound reaches their floor,
+// winner; on a unit's first row the label with the highest bound), then each other label
+// only on the 16 voxels where its bound reaches their floor,
 // the least of their best scores so far (each at most the highest score). On rasd2d that
 // leaves 1.7 of the other 15 labels to score per 16 voxels, and the label kernel takes 0.69
 // instead of 1.20 ms per image. In 3D (rasd3d: 8 labels, boxes of a few voxels, half a
@@ -875,14 +878,6 @@ RASD_INLINE void label_pass(const FieldLookup<MERGED>& field, int64_t bk, int k,
 struct Floors {
   __m512 lo, hi;
   explicit Floors(float v) : lo(_mm512_set1_ps(v)), hi(lo) {}
-  // -inf on the first n vectors (every one is scored until it has a best score), +inf past.
-  static Floors unseeded(int64_t n) {
-    Floors f(std::numeric_limits<float>::infinity());
-    const __m512 none = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
-    f.lo = _mm512_mask_mov_ps(f.lo, low_lanes(int(std::min<int64_t>(n, 16))), none);
-    f.hi = _mm512_mask_mov_ps(f.hi, low_lanes(int(std::min<int64_t>(n, 32)) - 16), none);
-    return f;
-  }
   // Vectors whose bound (32 floats) reaches their floor.
   unsigned reached_by(const float* bound) const {
     return unsigned(_mm512_cmp_ps_mask(_mm512_loadu_ps(bound), lo, _CMP_GE_OQ)) |
@@ -895,21 +890,21 @@ struct Floors {
   }
 };
 
-// Seeds the 32 vectors of a row from vector `group` on: on each 16 voxels the label of the
-// row above at their middle (w) is scored first, its score and label taken as the best so far
+// Seeds the 32 vectors of a row from vector `group` on: on each 16 voxels the seed label w
+// (seeds: one per vector) is scored first, its score and label taken as the best so far
 // (positions clamped on every axis, which leaves positions inside [0, last] as they are: the
 // score that label's own pass would compute). Returns the floor of each vector, their least
 // seed score (+inf past the row); seeded_by[k]: the vectors whose seed is label k.
 template <int DIM>
 Floors seed_group(const Problem& pb, const FieldLookup<true>& field, int64_t b, float dy,
-                  const uint8_t* above, int64_t group, const Scratch& ws, uint8_t* label,
+                  const uint8_t* seeds, int64_t group, const Scratch& ws, uint8_t* label,
                   uint32_t* seeded_by) {
   const int W = pb.ext.W;
   Floors floor(std::numeric_limits<float>::infinity());
   std::fill(seeded_by, seeded_by + pb.K, 0u);
   for (int lane = 0; lane < 32 && 16 * (group + lane) < W; ++lane) {
     const int x0 = int(16 * (group + lane));
-    const int w = above[std::min(x0 + 8, W - 1)];
+    const int w = seeds[group + lane];
     auto position = [&](int a) {
       const PositionLine line(ws.line(w * DIM + a - (3 - DIM)), ws.width, dy);
       return vclamp(line.at(x0), field.last[a]);
@@ -934,7 +929,7 @@ Floors seed_group(const Problem& pb, const FieldLookup<true>& field, int64_t b, 
 // new best scores.
 template <int DIM, bool CLAMP_DH>
 RASD_INLINE Floors bounded_label_pass(const FieldLookup<true>& field, int64_t bk, int k, int W,
-                                      const LabelLines<DIM>& lines, const uint8_t* above,
+                                      const LabelLines<DIM>& lines, const uint8_t* seeds,
                                       int64_t group, unsigned todo, const Floors& older,
                                       Floors floor, const Scratch& ws, uint8_t* label) {
   const PositionLine &lz = lines.z, &ly = lines.y, &lx = lines.x;
@@ -953,7 +948,7 @@ RASD_INLINE Floors bounded_label_pass(const FieldLookup<true>& field, int64_t bk
     const __m512 score = field.template score_at<DIM>(bk, c, valid);
     const __m512 best = _mm512_loadu_ps(ws.best + x0);
     __mmask16 better = _mm512_mask_cmp_ps_mask(valid, score, best, _CMP_GT_OQ);
-    const int w = above ? above[std::min(x0 + 8, W - 1)] : -1;
+    const int w = seeds[group + lane];
     const __mmask16 tie = _mm512_mask_cmp_ps_mask(k < w ? valid : 0, score, best, _CMP_EQ_OQ);
     if (tie) {  // rare: exact ties
       // (masked: at the end of the last row, bytes past W are past the labels)
@@ -968,28 +963,43 @@ RASD_INLINE Floors bounded_label_pass(const FieldLookup<true>& field, int64_t bk
   return floor;
 }
 
-// Row y with label bounds, 32 vectors at a time; above: the row above in this unit, or null
-// (no seed).
+// The seed label of every 16 voxels of row y: the label of the row above at their middle, or
+// on a unit's first row (no row above in this unit) the label with the highest bound there.
+void row_seeds(const Problem& pb, const uint8_t* above, const Scratch& ws, uint8_t* seeds) {
+  const int W = pb.ext.W;
+  for (int x0 = 0, v = 0; x0 < W; x0 += 16, ++v) {
+    if (above) {
+      seeds[v] = above[std::min(x0 + 8, W - 1)];
+      continue;
+    }
+    int top = 0;
+    for (int k = 1; k < pb.K; ++k)
+      if (ws.label_bound(k)[v] > ws.label_bound(top)[v]) top = k;
+    seeds[v] = uint8_t(top);
+  }
+}
+
+// Row y with label bounds, 32 vectors at a time; above: the row above in this unit, or null.
 template <int DIM>
 void bounded_row(const Problem& pb, const FieldLookup<true>& field, int64_t b, int y,
                  const uint8_t* above, const Scratch& ws, uint8_t* label) {
   const float dy = pb.wuy.column_dx[y];
   const int W = pb.ext.W;
-  uint32_t seeded_by[256] = {};
-  if (!above) std::fill(ws.best, ws.best + ws.width, -std::numeric_limits<float>::infinity());
+  uint32_t seeded_by[256];
+  uint8_t* seeds = reinterpret_cast<uint8_t*>(ws.seeds);
+  row_seeds(pb, above, ws, seeds);
   for (int64_t group = 0; 16 * group < W; group += 32) {
-    Floors floor = above ? seed_group<DIM>(pb, field, b, dy, above, group, ws, label, seeded_by)
-                         : Floors::unseeded((W + 15) / 16 - group);
+    Floors floor = seed_group<DIM>(pb, field, b, dy, seeds, group, ws, label, seeded_by);
     Floors older = floor;
     for (int k = 0; k < pb.K; ++k) {
       const LabelLines<DIM> lines(ws, k, dy);
       const unsigned todo = ~seeded_by[k];
       const Floors before = floor;
       if (lines.clamp_dh) {
-        floor = bounded_label_pass<DIM, true>(field, b * pb.K + k, k, W, lines, above, group,
+        floor = bounded_label_pass<DIM, true>(field, b * pb.K + k, k, W, lines, seeds, group,
                                               todo, older, floor, ws, label);
       } else {
-        floor = bounded_label_pass<DIM, false>(field, b * pb.K + k, k, W, lines, above, group,
+        floor = bounded_label_pass<DIM, false>(field, b * pb.K + k, k, W, lines, seeds, group,
                                                todo, older, floor, ws, label);
       }
       older = before;
