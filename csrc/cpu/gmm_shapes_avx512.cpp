@@ -705,7 +705,7 @@ void expand_lines(const Problem& pb, const FieldPlan& fp, int jy, float dy_first
 // winner; on a unit's first row the label with the highest bound), then each other label
 // only on the 16 voxels where its bound reaches their floor,
 // the least of their best scores so far (each at most the highest score). On rasd2d that
-// leaves 1.7 of the other 15 labels to score per 16 voxels, and the label kernel takes 0.69
+// leaves 1.7 of the other 15 labels to score per 16 voxels, and the label kernel takes 0.63
 // instead of 1.20 ms per image. In 3D (rasd3d: 8 labels, boxes of a few voxels, half a
 // million per volume) a version with 3D boxes ran 3.5 times slower: not used there.
 
