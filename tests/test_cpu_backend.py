@@ -5,6 +5,8 @@ import gc
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import rasd_kernels
 from rasd_kernels import backends, streams
@@ -150,6 +152,35 @@ def test_label_bounds_change_no_label(shape, K):
     bounded, every = _labels_with_and_without_bounds(fields, warps, shape)
     assert torch.equal(bounded, every)
     assert (every == 0).any() and (every == 2).any()
+
+
+@pytest.mark.skipif(not _C.avx512_enabled(), reason="this CPU has no AVX-512")
+@settings(max_examples=25, deadline=None)
+@given(H=st.integers(16, 260), W=st.integers(16, 700), K=st.sampled_from([1, 2, 5, 16, 33, 255]),
+       field_nodes=st.sampled_from([(8, 4), (4,), (6, 3), (8, 4, 2), (16, 8)]),
+       warp_nodes=st.sampled_from([(16, 8, 4), (8, 4), (4,), (12, 5)]),
+       field_scale=st.sampled_from([0.0, 1e-3, 1.0, 100.0]),
+       warp_scale=st.sampled_from([0.0, 1.0, 30.0, 600.0]), copies=st.booleans(),
+       seed=st.integers(0, 1 << 30))
+def test_label_bounds_change_no_label_for_any_grids(H, W, K, field_nodes, warp_nodes,
+                                                    field_scale, warp_scale, copies, seed):
+    """The same as above over random sizes, label counts, grid sizes and amplitudes: zero
+    fields (every label ties), copied labels (exact ties), warps far past the image."""
+    g = generator(seed)
+    fields = field_scale * torch.randn(2, K, grid_total(list(field_nodes), 2), generator=g)
+    if copies:
+        fields[:, K // 2:2 * (K // 2)] = fields[:, :K // 2]
+    warps = warp_scale * torch.randn(2, K, 2, grid_total(list(warp_nodes), 2), generator=g)
+    out = []
+    for bounded in (True, False):
+        _C.allow_label_bounds(bounded)
+        try:
+            labels = torch.empty(2, H, W, dtype=torch.uint8)
+            out.append(gmm_shapes(labels, fields, warps, list(field_nodes), list(warp_nodes),
+                                  backend="cpu"))
+        finally:
+            _C.allow_label_bounds(True)
+    assert torch.equal(out[0], out[1])
 
 
 @pytest.mark.skipif(not _C.avx512_enabled(), reason="this CPU has no AVX-512")
