@@ -104,18 +104,6 @@ void convolve_line(const float* RASD_RESTRICT line, const float* RASD_RESTRICT t
   }
 }
 
-RASD_CPU_CLONES
-void min_max(const float* RASD_RESTRICT x, int64_t n, float& lo, float& hi) {
-  float a = lo, b = hi;
-#pragma omp simd reduction(min : a) reduction(max : b)
-  for (int64_t i = 0; i < n; ++i) {
-    a = min_of(a, x[i]);
-    b = max_of(b, x[i]);
-  }
-  lo = a;
-  hi = b;
-}
-
 // Blur `cols` contiguous columns along a strided axis of length L, in place: the block is
 // copied into buf with r replicated rows at both ends, then convolved back.
 // The row copies stay loops: turned into memcpy calls (GCC does at -O3) each 256-byte row

@@ -91,6 +91,9 @@ void parallel_for(int64_t count, size_t scratch_floats, Body&& body) {
 bool avx512_enabled();
 void allow_avx512(bool allowed);
 
+// lo = min(lo, x[i]), hi = max(hi, x[i]) over x[0 .. n), vectorised (threads.cpp).
+void min_max(const float* RASD_RESTRICT x, int64_t n, float& lo, float& hi);
+
 // Whether the AVX-512 label kernel may skip labels by their bounds where it would (default
 // true; the tests compare both ways, which must give the same labels bit for bit).
 bool label_bounds_enabled();

@@ -4,7 +4,6 @@
 // thousand multiply-adds for a 512^2 image, where the reference's dense basis matrices take
 // over ten times that.
 #include <algorithm>
-#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -20,10 +19,10 @@ namespace {
 // + 1 points evenly spaced over [0, size - 1].
 std::vector<SplineCell> axis_points(int size, int nodes, int per_spacing, float inv_spacing,
                                     float offset) {
-  const int count = per_spacing * (nodes - 3) + 1;
-  std::vector<SplineCell> cells(size_t(max_of(count, 1)));
+  const int count = per_spacing * (nodes - 3) + 1;  // >= 2: the op asks n >= 4
+  std::vector<SplineCell> cells(static_cast<size_t>(count));
   for (int p = 0; p < count; ++p) {
-    const double pos = count > 1 ? double(p) * (size - 1) / (count - 1) : 0.0;
+    const double pos = double(p) * (size - 1) / (count - 1);
     cells[size_t(p)] = spline_cell(float(pos), inv_spacing, offset);
   }
   return cells;
@@ -31,6 +30,7 @@ std::vector<SplineCell> axis_points(int size, int nodes, int per_spacing, float 
 
 // out[p][r] = sum_t w_t(p) in[node_t(p)][r]: the leading axis (n nodes) of in [n][rest]
 // contracted onto the points.
+RASD_CPU_CLONES
 void contract_leading(const float* in, int n, size_t rest, const SplineCell* cells,
                       size_t count, float* RASD_RESTRICT out) {
   for (size_t p = 0; p < count; ++p) {
@@ -50,30 +50,6 @@ void contract_leading(const float* in, int n, size_t rest, const SplineCell* cel
 void transpose(const float* in, size_t rows, size_t cols, float* RASD_RESTRICT out) {
   for (size_t i = 0; i < rows; ++i)
     for (size_t j = 0; j < cols; ++j) out[j * rows + i] = in[i * cols + j];
-}
-
-// The least and greatest of v[0 .. count) (count >= 1), four lanes at a time (a single
-// running minimum is one long dependency chain, and compilers keep it scalar).
-void extremes(const float* v, size_t count, float& lo, float& hi) {
-  typedef float Lanes __attribute__((vector_size(16)));
-  Lanes least = {v[0], v[0], v[0], v[0]}, most = least;
-  size_t i = 0;
-  for (; i + 4 <= count; i += 4) {
-    Lanes x;
-    std::memcpy(&x, v + i, sizeof x);
-    least = x < least ? x : least;
-    most = x > most ? x : most;
-  }
-  lo = least[0];
-  hi = most[0];
-  for (int k = 1; k < 4; ++k) {
-    lo = std::min(lo, least[k]);
-    hi = std::max(hi, most[k]);
-  }
-  for (; i < count; ++i) {
-    lo = std::min(lo, v[i]);
-    hi = std::max(hi, v[i]);
-  }
 }
 
 // The maximum of one lattice [nodes...] over its evaluation points, or a quarter of the
@@ -103,10 +79,7 @@ float one_maximum(const float* coef, const Extent& ext, const std::vector<int>& 
     }
     for (size_t p = 0; p < cells.size(); ++p) {
       contract_leading(a, n, rest, &cells[p], 1, b);
-      float least, most;
-      extremes(b, rest, least, most);
-      lo = std::min(lo, least);
-      hi = std::max(hi, most);
+      min_max(b, int64_t(rest), lo, hi);
     }
   }
   return std::max(std::max(hi, 0.25f * std::max(hi, -lo)), 1e-12f);

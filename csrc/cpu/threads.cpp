@@ -45,6 +45,18 @@ bool avx512_enabled() {
 
 void allow_avx512(bool allowed) { avx512_allowed.store(allowed); }
 
+RASD_CPU_CLONES
+void min_max(const float* RASD_RESTRICT x, int64_t n, float& lo, float& hi) {
+  float a = lo, b = hi;
+#pragma omp simd reduction(min : a) reduction(max : b)
+  for (int64_t i = 0; i < n; ++i) {
+    a = min_of(a, x[i]);
+    b = max_of(b, x[i]);
+  }
+  lo = a;
+  hi = b;
+}
+
 bool label_bounds_enabled() { return label_bounds_allowed.load(std::memory_order_relaxed); }
 void allow_label_bounds(bool allowed) { label_bounds_allowed.store(allowed); }
 
