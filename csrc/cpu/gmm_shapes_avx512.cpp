@@ -226,10 +226,10 @@ struct FieldPlan {
   // along x in one register (see tabulate).
   std::vector<float> coef;
   int64_t per_label = 0;
-  // Merged: the field at every union node ([B][K][U^DIM], D before H before W) and how far
-  // the row kernel's float score may stray from the multilinear interpolant of those nodes
-  // (per (sample, label): coefficient rounding and FMA rounding, with a wide margin), for
-  // the label bounds.
+  // For the label bounds (merged, 2D only): the field at every union node ([B][K][U^2], H
+  // before W) and how far the row kernel's float score may stray from the bilinear
+  // interpolant of those nodes (per (sample, label): coefficient rounding and FMA rounding,
+  // with a wide margin).
   std::vector<float> node_value;
   std::vector<float> score_slack;
   int64_t nodes_per_label = 0;
@@ -259,7 +259,7 @@ struct FieldPlan {
     cells = axis[2].count - 1;
     per_label = int64_t(e.d == 3 ? cells : 1) * cells * (1 << e.d) * 16;
     coef.assign(size_t(batch * pb.K * per_label), 0.0f);
-    nodes_per_label = int64_t(e.d == 3 ? cells + 1 : 1) * (cells + 1) * (cells + 1);
+    nodes_per_label = e.d == 2 ? int64_t(cells + 1) * (cells + 1) : 0;
     node_value.assign(size_t(batch * pb.K * nodes_per_label), 0.0f);
     score_slack.assign(size_t(batch * pb.K), 0.0f);
     parallel_for(batch * pb.K, 0, [&](int64_t bk, float*) {
@@ -300,7 +300,7 @@ struct FieldPlan {
         }
     double largest = 0.0;
     for (size_t i = 0; i < node.size(); ++i) {
-      node_out[i] = float(node[i]);
+      if (d == 2) node_out[i] = float(node[i]);
       largest = std::max(largest, std::abs(node[i]));
     }
     // Every term of the float polynomial and every partial sum is at most 16 times the
