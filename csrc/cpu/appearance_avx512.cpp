@@ -16,17 +16,20 @@
 // voxels against 42. The results agree with exp_f / pow_unit to a few float ulp (and the
 // gamma curve stays right for subnormal v, which pow_unit's bit arithmetic does not handle);
 // the tests compare them.
-// This file is compiled with AVX-512 flags and only called when the CPU has them.
+// The rows are compiled for AVX-512 (avx512.h) and only called when the CPU has it.
 #include <cmath>
 
 #include "../common/layout.h"
-#include "avx512.h"
 #include "cpu.h"
+#include "avx512.h"  // last: see its header comment
 
 namespace rasd {
 namespace cpu {
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
+bool appearance_avx512_available() { return RASD_AVX512_KERNELS && avx512_enabled(); }
+
+#if RASD_AVX512_KERNELS
+RASD_AVX512_BEGIN
 
 namespace {
 
@@ -119,8 +122,6 @@ RASD_INLINE __m512 bias_psi(const BiasRows::Windows& bias, const float* line, in
 
 }  // namespace
 
-bool appearance_avx512_available() { return avx512_enabled(); }
-
 float intensity_row_avx512(const uint8_t* labels, const float* label_stats, int K,
                            const BiasRows::Windows& bias, const float* line, int W, float* x) {
   const LabelStats stats(label_stats, K);
@@ -200,9 +201,9 @@ void normalise_row_avx512(float* x, int W, float lo, float factor, float gamma) 
   }
 }
 
+RASD_AVX512_END
 #else  // built without AVX-512 support: the portable loop always runs
 
-bool appearance_avx512_available() { return false; }
 float intensity_row_avx512(const uint8_t*, const float*, int, const BiasRows::Windows&,
                            const float*, int, float*) {
   return 0.0f;

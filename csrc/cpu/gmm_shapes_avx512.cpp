@@ -20,22 +20,23 @@
 //    up before these passes, whose loop exit is hard to predict). Field configurations whose
 //    lattice or union is too fine for registers interpolate the scales one by one the same
 //    way, from their grid rows.
-// This file is compiled with AVX-512 flags and only called when the CPU has them.
-#include <immintrin.h>
-
+// The kernel is compiled for AVX-512 (avx512.h) and only called when the CPU has it.
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
 
-#include "avx512.h"
 #include "gmm_shapes.h"
+#include "avx512.h"  // last: see its header comment
 
 namespace rasd {
 namespace cpu {
 namespace gmm {
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
+bool avx512_available() { return RASD_AVX512_KERNELS && avx512_enabled(); }
+
+#if RASD_AVX512_KERNELS
+RASD_AVX512_BEGIN
 
 namespace {
 
@@ -1065,8 +1066,6 @@ void unit_dispatch(const Problem& pb, const FieldPlan& fp, const ColumnBlocks& c
 
 }  // namespace
 
-bool avx512_available() { return avx512_enabled(); }
-
 bool avx512_supports(const Problem& pb) {
   for (int s = 0; s < pb.wg.count; ++s)
     if (pb.wg.nodes[s] > LINE) return false;
@@ -1094,9 +1093,9 @@ void perlin_avx512(const Problem& pb, int64_t batch, uint8_t* labels) {
   });
 }
 
+RASD_AVX512_END
 #else  // built without AVX-512 support: the portable kernel always runs
 
-bool avx512_available() { return false; }
 bool avx512_supports(const Problem&) { return false; }
 void perlin_avx512(const Problem&, int64_t, uint8_t*) {}
 

@@ -6,14 +6,17 @@
 // halves in place). The arithmetic is the portable one (csrc/common/philox.h, mathf.h) op for
 // op; only the float rounding of the fused multiply-adds may differ, as it does between the
 // compiler's own vector clones.
-// This file is compiled with AVX-512 flags and only called when the CPU has them.
-#include "avx512.h"
+// The kernel is compiled for AVX-512 (avx512.h) and only called when the CPU has it.
 #include "cpu.h"
+#include "avx512.h"  // last: see its header comment
 
 namespace rasd {
 namespace cpu {
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512DQ__)
+bool normals_avx512_available() { return RASD_AVX512_KERNELS && avx512_enabled(); }
+
+#if RASD_AVX512_KERNELS
+RASD_AVX512_BEGIN
 
 namespace {
 
@@ -125,14 +128,16 @@ RASD_INLINE void box_muller16(__m512i a, __m512i b, __m512& even, __m512& odd) {
   odd = _mm512_mul_ps(radius, s);
 }
 
+// The low and the high 64-bit halves of each 128-bit lane pair of a and b.
+RASD_INLINE __m512 lo_pd(__m512 a, __m512 b) {
+  return _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
+}
+RASD_INLINE __m512 hi_pd(__m512 a, __m512 b) {
+  return _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
+}
+
 // Element e of block i is n_e[i]: out[0..64) in element order, four registers.
 RASD_INLINE void interleave(__m512 n0, __m512 n1, __m512 n2, __m512 n3, __m512 out[4]) {
-  auto lo_pd = [](__m512 a, __m512 b) {
-    return _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
-  };
-  auto hi_pd = [](__m512 a, __m512 b) {
-    return _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(b)));
-  };
   const __m512 a = _mm512_unpacklo_ps(n0, n1), b = _mm512_unpackhi_ps(n0, n1);
   const __m512 c = _mm512_unpacklo_ps(n2, n3), d = _mm512_unpackhi_ps(n2, n3);
   // Blocks (0, 4, 8, 12), (1, 5, 9, 13), (2, 6, ...), (3, 7, ...) by 128-bit lane.
@@ -146,8 +151,6 @@ RASD_INLINE void interleave(__m512 n0, __m512 n1, __m512 n2, __m512 n3, __m512 o
 }
 
 }  // namespace
-
-bool normals_avx512_available() { return avx512_enabled(); }
 
 void normal_blocks_avx512(PhiloxStream s, uint32_t first, int nb, float* out) {
   for (int b0 = 0; b0 < nb; b0 += 16) {
@@ -164,9 +167,9 @@ void normal_blocks_avx512(PhiloxStream s, uint32_t first, int nb, float* out) {
   }
 }
 
+RASD_AVX512_END
 #else  // built without AVX-512 support: the portable loop always runs
 
-bool normals_avx512_available() { return false; }
 void normal_blocks_avx512(PhiloxStream, uint32_t, int, float*) {}
 
 #endif
