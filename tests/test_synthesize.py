@@ -96,13 +96,14 @@ def test_outputs_are_in_range_and_every_label_appears_on_a_preset_sized_slice():
     (dict(batch=0), ValueError, "batch must be in"),
     (dict(shape=(4, 40, 40)), ValueError, "too small"),
     (dict(shape=(40,)), ValueError, "2D or 3D"),
-    (dict(shape=(40.0, 40)), TypeError, "shape must be a tuple of ints"),
+    (dict(shape=(40.0, 40)), TypeError, "shape must be a tuple of 2 or 3 ints"),
+    (dict(shape=64), TypeError, "shape must be a tuple of 2 or 3 ints, got int 64"),
     (dict(num_labels=0), ValueError, "num_labels must be in"),
     (dict(num_labels=256), ValueError, "num_labels must be in"),
     (dict(seed=-1), ValueError, "seed must be in"),
     (dict(views=0), ValueError, "views must be in"),
     (dict(config="rasd3d"), TypeError, "config must be a SynthesisConfig"),
-    (dict(batch=1 << 20, shape=(4096, 4096, 4096)), ValueError, "GiB"),
+    (dict(batch=1 << 20, shape=(4096, 4096, 4096)), MemoryError, "GiB"),
 ])
 def test_bad_requests_are_refused_with_a_named_reason(kwargs, error, match):
     args = dict(batch=1, shape=(40, 40), num_labels=4, seed=0, backend="reference")

@@ -35,8 +35,10 @@ RASD_HD float normalise_factor(float lo, float hi) {
   return float(1.0 / (double(hi) - double(lo) + layout::NORMALISE_EPS));
 }
 
+// The exact value is below 1 (hi - lo < hi - lo + eps); in float the quotient at x = hi, and
+// pow_unit near 1, can round a few ulp above it, so the result is capped at 1.
 RASD_HD float normalise(float x, float lo, float factor, float gamma) {
-  return pow_unit((x - lo) * factor, gamma);
+  return min_of(pow_unit((x - lo) * factor, gamma), 1.0f);
 }
 
 }  // namespace rasd

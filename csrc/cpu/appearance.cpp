@@ -318,7 +318,6 @@ void appearance(float* image, const uint8_t* labels, const float* label_stats,
     q.app = uint64_t(a);
     bias.emplace_back(ext, bias_nodes, bias_coef + p * lattice, s);
   }
-  begin_call();
   std::vector<float> top(size_t(pairs), 0.0f);
   std::vector<float> lo(size_t(pairs), 3.0e38f), hi(size_t(pairs), -3.0e38f);
   // The five passes run on groups of pairs whose images fit in the last-level cache, so that

@@ -191,13 +191,15 @@ void normalise_row_avx512(float* x, int W, float lo, float factor, float gamma) 
     __m512 log2m = _mm512_permutex2var_ps(c_lo[3], j, c_hi[3]);
     for (int c = 2; c >= 0; --c)
       log2m = _mm512_fmadd_ps(log2m, d, _mm512_permutex2var_ps(c_lo[c], j, c_hi[c]));
-    // 2^y, y = gamma log2 v <= 0, floored where the portable exp_f flushes (e^-87).
+    // 2^y, y = gamma log2 v <= 0 (but for rounding), floored where the portable exp_f flushes (e^-87).
     const __m512 y = _mm512_max_ps(_mm512_mul_ps(g, _mm512_add_ps(e, log2m)), splat(-125.5f));
     const __m512 n = _mm512_roundscale_ps(y, NEAREST);
     const __m512 p = exp_reduced(_mm512_mul_ps(_mm512_sub_ps(y, n),
                                                splat(0.693147180559945309f)));
-    // 0^gamma = 0 (and nothing from the garbage that v = 0 gave above).
-    _mm512_mask_storeu_ps(x + i, valid, _mm512_maskz_scalef_ps(positive, p, n));
+    // 0^gamma = 0 (and nothing from the garbage that v = 0 gave above); at most 1, as
+    // normalise() (csrc/common/appearance.h).
+    _mm512_mask_storeu_ps(x + i, valid,
+                          _mm512_min_ps(_mm512_maskz_scalef_ps(positive, p, n), splat(1.0f)));
   }
 }
 

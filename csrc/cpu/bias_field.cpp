@@ -126,7 +126,6 @@ void bias_field(float* image, const float* coef, const float* scalars, int64_t b
   for (int64_t p = 0; p < pairs; ++p)
     fields.emplace_back(ext, nodes, coef + p * lattice, scalars + p * scalar_stride);
   const int64_t rows = ext.rows();
-  begin_call();
   parallel_for(pairs * rows, size_t(ext.W), [&](int64_t unit, float* psi) {
     const int64_t p = unit / rows, r = unit % rows;
     float* x = image + p * ext.voxels() + r * ext.W;

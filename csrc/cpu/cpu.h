@@ -8,11 +8,10 @@
 #include <cstdint>
 #include <vector>
 
-#include <omp.h>
-
 #include "../common/bias_field.h"
 #include "../common/defs.h"
 #include "../common/philox.h"
+#include "threads.h"
 
 // Hot loops are compiled for AVX-512 and AVX2 as well as the baseline and picked at load time
 // (ifunc), so one wheel runs at full width on every x86-64 machine. Other targets build the
@@ -37,53 +36,7 @@ struct Extent {
 
 Extent make_extent(const std::vector<int64_t>& shape);
 
-// ---- threads --------------------------------------------------------------------------
-
-// Which OpenMP threads did work in the most recent kernel call: the tests check that the
-// kernels really run in parallel (without OpenMP a parallel loop silently runs on one).
-void begin_call();
-void mark_thread_used();
-int last_threads_used();
-
-// Threads of every parallel region: set_num_threads(n) if n > 0 was called, else OpenMP's
-// default. Kept here rather than in OpenMP's per-thread state so that it holds for calls
-// from any Python thread.
-void set_num_threads(int n);
-int num_threads();
-
-// body(i, scratch) for i < count over the OpenMP threads. Results never depend on the
-// partition (every unit writes its own outputs), so units are handed out as the threads ask,
-// in chunks of 1/CHUNKS_PER_THREAD of a thread's share (dynamic): a static split leaves one
-// thread idle at the end whenever the samples of its half cost more (the label kernel's cost
-// varies with the anatomy), and so does a guided one, whose first chunk is half of all units;
-// chunks keep the handing out cheap and a thread's units adjacent in memory.
-// Each thread gets its own scratch of `scratch_floats` floats, allocated once per call.
-// Called from inside a parallel region (a kernel that hands whole samples to the threads),
-// it runs the loop on the calling thread.
-constexpr int CHUNKS_PER_THREAD = 64;
-
-template <class Body>
-void parallel_for(int64_t count, size_t scratch_floats, Body&& body) {
-  if (omp_in_parallel()) {
-    std::vector<float> scratch(scratch_floats);
-    for (int64_t i = 0; i < count; ++i) body(i, scratch.data());
-    if (count > 0) mark_thread_used();
-    return;
-  }
-  const int threads = num_threads();
-  const int64_t chunk = std::max<int64_t>(1, count / (int64_t(CHUNKS_PER_THREAD) * threads));
-#pragma omp parallel num_threads(threads)
-  {
-    std::vector<float> scratch(scratch_floats);
-    bool worked = false;
-#pragma omp for schedule(dynamic, chunk)
-    for (int64_t i = 0; i < count; ++i) {
-      body(i, scratch.data());
-      worked = true;
-    }
-    if (worked) mark_thread_used();
-  }
-}
+// ---- switches and small helpers (threads.cpp) ---------------------------------------
 
 // Whether the hand-vectorised AVX-512 kernels may run: this CPU has the subsets they use
 // (F, BW, DQ, VL) and allow_avx512(false) has not been called (the tests compare them with

@@ -245,7 +245,6 @@ void gmm_shapes(uint8_t* labels, const float* fields, const float* warps, int64_
                    AxisTable(ext.W, wg),
                    UnionIntervals(ext.W, wg),
                    UnionIntervals(ext.H, wg)};
-  begin_call();
   if (!blobs && avx512_available() && avx512_supports(pb)) {
     perlin_avx512(pb, batch, labels);
     return;

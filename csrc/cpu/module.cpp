@@ -134,8 +134,10 @@ PYBIND11_MODULE(_C, m) {
   m.def("avx512_enabled", &rasd::cpu::avx512_enabled,
         "Whether the AVX-512 kernels run: the CPU has them and allow_avx512 allows them.");
   m.def("stream_ids", &stream_ids, "The stream ids of csrc/common/streams.h.");
-  m.def("last_threads_used", &rasd::cpu::last_threads_used,
-        "How many OpenMP threads did work in the most recent kernel call.");
+  m.def("last_team_size", &rasd::cpu::last_team_size,
+        "How many threads the calling thread's most recent parallel loop ran on.");
+  m.def("openmp_usable", &rasd::cpu::openmp_usable,
+        "False in a forked child, whose loops run on threads of their own, not OpenMP's.");
   m.def("set_num_threads", &rasd::cpu::set_num_threads, py::arg("n"),
         "Threads of every kernel call; 0 restores OpenMP's default.");
   m.def("get_num_threads", &rasd::cpu::num_threads);

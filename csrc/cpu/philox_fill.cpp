@@ -90,7 +90,6 @@ void philox_fill(float* out, int64_t batch, int64_t per_sample, const int64_t* s
   // Chunks of whole blocks, so that every chunk but the last of a row is block aligned.
   constexpr int64_t CHUNK = 16384;
   const int64_t chunks = (per_sample + CHUNK - 1) / CHUNK;
-  begin_call();
   parallel_for(batch * chunks, 0, [&](int64_t unit, float*) {
     const int64_t b = unit / chunks, c = unit % chunks;
     const PhiloxStream s = philox_stream(seed, uint64_t(sample_index[b]), stream);

@@ -52,50 +52,75 @@ void transpose(const float* in, size_t rows, size_t cols, float* RASD_RESTRICT o
     for (size_t j = 0; j < cols; ++j) out[j * rows + i] = in[i * cols + j];
 }
 
+// The axes' evaluation points of one lattice.
+struct AxisPoints {
+  std::vector<SplineCell> cells[3];  // along D (3D only), H, W
+  AxisPoints(const Extent& ext, const std::vector<int>& nodes, const float* scalars,
+             int per_spacing) {
+    const int d = ext.d;
+    const int sizes[3] = {ext.D, ext.H, ext.W};
+    for (int axis = 0; axis < d; ++axis) {
+      cells[axis + 3 - d] =
+          axis_points(sizes[axis + 3 - d], nodes[size_t(axis)], per_spacing,
+                      float(1.0 / double(scalars[axis])), scalars[d + axis]);
+    }
+  }
+};
+
+// Scratch of one plane's reduction (below): [nH][nW] for the plane of a 3D lattice, then
+// [pH][nW] twice and [pH] (p: evaluation points of an axis, n: nodes).
+struct PlaneScratch {
+  float *plane, *a, *b, *values;
+  static size_t floats(int ny, int nx, size_t py) {
+    return size_t(ny) * nx + 2 * py * size_t(nx) + py;
+  }
+  PlaneScratch(float* base, int ny, int nx, size_t py)
+      : plane(base), a(plane + size_t(ny) * nx), b(a + py * size_t(nx)), values(b + py * nx) {}
+};
+
+// lo / hi over the points of a plane [ny][nx] of the lattice: H contracted onto its points
+// ([pH][nW]), moved last ([nW][pH]), then W contracted point by point, never stored whole.
+void plane_min_max(const float* plane, int ny, int nx, const AxisPoints& pts,
+                   const PlaneScratch& s, float& lo, float& hi) {
+  const std::vector<SplineCell>& ch = pts.cells[1];
+  const std::vector<SplineCell>& cw = pts.cells[2];
+  contract_leading(plane, ny, size_t(nx), ch.data(), ch.size(), s.a);
+  transpose(s.a, ch.size(), size_t(nx), s.b);
+  for (size_t p = 0; p < cw.size(); ++p) {
+    contract_leading(s.b, nx, ch.size(), &cw[p], 1, s.values);
+    min_max(s.values, int64_t(ch.size()), lo, hi);
+  }
+}
+
 // The maximum of one lattice [nodes...] over its evaluation points, or a quarter of the
 // largest magnitude if that is larger (a field negative everywhere keeps its sign when
-// divided by it). Each step contracts the leading axis and moves its points last, so after d
-// steps the axes are back in order; the last step is reduced point by point, never stored.
-// a, b: scratch of max_input floats each (the largest input of a step).
+// divided by it). A 3D lattice is contracted along D one point at a time, each giving a
+// plane [nH][nW]: the scratch is a few planes, whatever the number of points (a dense
+// contraction would hold [pD][pH][nW]: gigabytes for a 256^3 image at FWHM 1). Every value
+// is the same sum in the same order as the dense contraction's.
 float one_maximum(const float* coef, const Extent& ext, const std::vector<int>& nodes,
-                  const float* scalars, int per_spacing, float* a, float* b) {
-  const int d = ext.d;
-  const int sizes[3] = {ext.D, ext.H, ext.W};
-  size_t total = 1;
-  for (int i = 0; i < d; ++i) total *= size_t(nodes[size_t(i)]);
-  std::copy(coef, coef + total, a);
+                  const float* scalars, int per_spacing, float* scratch) {
+  const AxisPoints pts(ext, nodes, scalars, per_spacing);
+  const int ny = nodes[size_t(ext.d - 2)], nx = nodes[size_t(ext.d - 1)];
+  const PlaneScratch s(scratch, ny, nx, pts.cells[1].size());
   float lo = std::numeric_limits<float>::infinity(), hi = -lo;
-  for (int axis = 0; axis < d; ++axis) {
-    const int n = nodes[size_t(axis)];
-    const std::vector<SplineCell> cells =
-        axis_points(sizes[axis + 3 - d], n, per_spacing, float(1.0 / double(scalars[axis])),
-                    scalars[d + axis]);
-    const size_t rest = total / size_t(n);
-    if (axis + 1 < d) {
-      contract_leading(a, n, rest, cells.data(), cells.size(), b);
-      total = cells.size() * rest;
-      transpose(b, cells.size(), rest, a);
-      continue;
-    }
-    for (size_t p = 0; p < cells.size(); ++p) {
-      contract_leading(a, n, rest, &cells[p], 1, b);
-      min_max(b, int64_t(rest), lo, hi);
+  if (ext.d == 2) {
+    plane_min_max(coef, ny, nx, pts, s, lo, hi);
+  } else {
+    const std::vector<SplineCell>& cd = pts.cells[0];
+    for (size_t p = 0; p < cd.size(); ++p) {
+      contract_leading(coef, nodes[0], size_t(ny) * nx, &cd[p], 1, s.plane);
+      plane_min_max(s.plane, ny, nx, pts, s, lo, hi);
     }
   }
   return std::max(std::max(hi, 0.25f * std::max(hi, -lo)), 1e-12f);
 }
 
-// The largest input of the d steps: the points of the axes contracted before it times the
-// nodes of the others.
-size_t max_input(const std::vector<int>& nodes, int per_spacing) {
-  size_t largest = 0;
-  for (size_t step = 0; step < nodes.size(); ++step) {
-    size_t size = 1;
-    for (size_t a = 0; a < nodes.size(); ++a)
-      size *= a < step ? size_t(per_spacing * (nodes[a] - 3) + 1) : size_t(nodes[a]);
-    largest = std::max(largest, size);
-  }
-  return largest;
+// Scratch floats of one lattice's reduction.
+size_t scratch_floats(const std::vector<int>& nodes, int per_spacing) {
+  const size_t d = nodes.size();
+  const int ny = nodes[d - 2], nx = nodes[d - 1];
+  return PlaneScratch::floats(ny, nx, size_t(per_spacing) * size_t(ny - 3) + 1);
 }
 
 }  // namespace
@@ -105,11 +130,10 @@ void spline_maximum(const float* coef, const float* scalars, int64_t count, int 
                     float* out) {
   int64_t per_lattice = 1;
   for (int n : nodes) per_lattice *= n;
-  const size_t capacity = max_input(nodes, per_spacing);
-  begin_call();
-  parallel_for(count, 2 * capacity, [&](int64_t i, float* scratch) {
+  parallel_for(count, scratch_floats(nodes, per_spacing),
+               [&](int64_t i, float* scratch) {
     out[i] = one_maximum(coef + i * per_lattice, ext, nodes, scalars + i * scalar_stride,
-                         per_spacing, scratch, scratch + capacity);
+                         per_spacing, scratch);
   });
 }
 

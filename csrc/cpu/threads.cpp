@@ -1,4 +1,6 @@
 // Thread accounting and small shared helpers of the CPU backend.
+#include <pthread.h>
+
 #include <atomic>
 #include <stdexcept>
 
@@ -10,11 +12,19 @@ namespace rasd {
 namespace cpu {
 
 namespace {
-std::atomic<uint64_t> used_mask{0};
 std::atomic<int> requested_threads{0};
 std::atomic<bool> avx512_allowed{true};
 std::atomic<bool> label_bounds_allowed{true};
-}
+thread_local int team_size = 0;
+thread_local bool inside_loop = false;
+
+// Set in the child of every fork: whether the parent had started OpenMP threads (ours or
+// torch's, which share the runtime) cannot be known, so a forked child never runs an OpenMP
+// region (threads.h).
+std::atomic<bool> forked{false};
+void mark_forked() { forked.store(true); }
+[[maybe_unused]] const int fork_handler_registered = pthread_atfork(nullptr, nullptr, mark_forked);
+}  // namespace
 
 void set_num_threads(int n) { requested_threads.store(n > 0 ? n : 0); }
 
@@ -23,14 +33,15 @@ int num_threads() {
   return n > 0 ? n : omp_get_max_threads();
 }
 
-void begin_call() { used_mask.store(0, std::memory_order_relaxed); }
+int last_team_size() { return team_size; }
+void record_team_size(int n) { team_size = n; }
 
-void mark_thread_used() {
-  const int t = omp_get_thread_num();
-  used_mask.fetch_or(uint64_t(1) << (t & 63), std::memory_order_relaxed);
-}
+bool openmp_usable() { return !forked.load(std::memory_order_relaxed); }
 
-int last_threads_used() { return __builtin_popcountll(used_mask.load()); }
+bool in_parallel_loop() { return inside_loop || omp_in_parallel(); }
+
+LoopScope::LoopScope() : outer_(inside_loop) { inside_loop = true; }
+LoopScope::~LoopScope() { inside_loop = outer_; }
 
 bool avx512_enabled() {
 #if defined(__x86_64__) && defined(__GNUC__)

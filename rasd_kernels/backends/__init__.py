@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import warnings
 
 import torch
 
@@ -48,6 +49,33 @@ def interpreting_triton() -> bool:
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+def _source_tree_hint() -> str:
+    """Why the compiled module may be missing although it was installed."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(package)
+    if os.path.exists(os.path.join(root, "pyproject.toml")) and os.path.isdir(
+            os.path.join(root, "csrc")):
+        return (f" rasd_kernels was imported from the source tree ({package}), which shadows "
+                "the installed package: run from another folder, or build the module in place "
+                "(README, Development).")
+    return " Install it with `pip install .` (it compiles the module)."
+
+
+def _warn_reference_fallback() -> None:
+    # Shown once per process (warnings' default filter: once per location).
+    warnings.warn(
+        "backend='auto' runs the float64 reference on the CPU, about 100x slower than the C++ "
+        f"kernels, because {unavailable_reason('cpu')}.{_source_tree_hint()} Pass "
+        "backend='reference' to choose it knowingly.", RuntimeWarning, stacklevel=2)
+
+
+def cpu_threads() -> int:
+    """Threads of the CPU kernels (1 where they are not built)."""
+    if unavailable_reason("cpu") is not None:
+        return 1
+    return _load("cpu").get_num_threads()
+
+
 @torch.compiler.assume_constant_result
 def resolve(backend: str, device: torch.device) -> str:
     """The concrete backend for tensors on `device` ("auto" picks the fastest one built)."""
@@ -55,6 +83,8 @@ def resolve(backend: str, device: torch.device) -> str:
         order = ("cuda", "triton") if device.type == "cuda" else ("cpu", "reference")
         for candidate in order:
             if unavailable_reason(candidate) is None:
+                if candidate == "reference":
+                    _warn_reference_fallback()
                 return candidate
         raise RuntimeError(f"no backend can run on {device}: "
                            + "; ".join(unavailable_reason(c) for c in order))

@@ -38,9 +38,15 @@ def get_num_threads() -> int:
     return int(_C.get_num_threads())
 
 
-def last_threads_used() -> int:
-    """How many threads did work in the most recent kernel call (a check that OpenMP runs)."""
-    return int(_C.last_threads_used())
+def openmp_usable() -> bool:
+    """False in a forked child process, where the kernels run on threads of their own."""
+    return bool(_C.openmp_usable())
+
+
+def last_team_size() -> int:
+    """How many threads the calling thread's most recent parallel kernel loop ran on (a check
+    that the loops really run in parallel)."""
+    return int(_C.last_team_size())
 
 
 def _cpu(*tensors: torch.Tensor) -> None:

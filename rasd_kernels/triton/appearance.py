@@ -158,7 +158,8 @@ def _normalise_kernel(image_ptr, stats_ptr, scalars_ptr, voxels, tiles, scalar_s
     gamma = tl.load(scalars_ptr + image * scalar_stride + gamma_col)
     y = (tl.load(ptrs, mask=inside, other=0.0) - lo) * scale
     positive = y > 0.0                         # padded lanes and the minimum itself give 0
-    powered = tl.exp2(gamma * tl.log2(tl.where(positive, y, 1.0)))
+    # Capped at 1: the exact value is below 1, float rounding near x = hi is not.
+    powered = tl.minimum(tl.exp2(gamma * tl.log2(tl.where(positive, y, 1.0))), 1.0)
     tl.store(ptrs, tl.where(positive, powered, 0.0), mask=inside)
 
 
