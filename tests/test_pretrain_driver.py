@@ -276,7 +276,7 @@ def test_global_batch_must_split_evenly_over_ranks(tmp_path, monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "3")
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setattr("torch.distributed.is_initialized", lambda: True)
-    with pytest.raises(ValueError, match=r"batch 4 \(the global batch\) must be divisible"):
+    with pytest.raises(ValueError, match=r"the global batch \(4\) must be divisible"):
         train(tiny(tmp_path, steps=1), quiet=True)
     assert not (tmp_path / "run").exists()
 

@@ -533,16 +533,19 @@ def _log(message: str) -> None:
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="rasd-bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", nargs="+", choices=sorted(PRESETS),
+    # List flags take several values, or repeat (the values add up): `--preset rasd3d rasd2d`
+    # and `--preset rasd3d --preset rasd2d` both select two presets.
+    many = dict(nargs="+", action="extend")
+    p.add_argument("--preset", choices=sorted(PRESETS), **many,
                    help="published workloads (default rasd3d)")
     p.add_argument("--shape", nargs="+", type=int, help="custom spatial shape (2 or 3 sizes)")
     p.add_argument("--labels", type=int, help="number of labels K (default: the preset's, 8)")
     p.add_argument("--batch", type=int,
                    help="samples per call (default: rasd3d 4, rasd2d 16, custom 1)")
-    p.add_argument("--tools", nargs="+", choices=TOOLS, help="default: all installed")
-    p.add_argument("--backends", nargs="+", choices=(*backends.BACKENDS, "all"),
+    p.add_argument("--tools", choices=TOOLS, **many, help="default: all installed")
+    p.add_argument("--backends", choices=(*backends.BACKENDS, "all"), **many,
                    help="our backends (default: the fast ones built for the device)")
-    p.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
+    p.add_argument("--stages", choices=STAGES, **many, help="default: all")
     p.add_argument("--device", default="cpu")
     p.add_argument("--repeats", type=int, default=5, help="timed calls at most")
     p.add_argument("--min-repeats", type=int, default=2, help="timed calls at least")
@@ -568,7 +571,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         if value is not None and value < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     args.tools_explicit = args.tools is not None
-    args.tools = args.tools or list(TOOLS)
+    args.tools = list(dict.fromkeys(args.tools or TOOLS))
+    args.stages = list(dict.fromkeys(args.stages or STAGES))
+    if args.preset:
+        args.preset = list(dict.fromkeys(args.preset))
     args.command = ["rasd-bench", *(sys.argv[1:] if argv is None else argv)]
     return args
 

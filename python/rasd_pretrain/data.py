@@ -1,10 +1,11 @@
 """Fresh synthetic batches on the training device, drawn into preallocated buffers each step.
 
 No DataLoader, no FIFO, no generator state: the batch of a step is a pure function of
-(seed, global sample index). Rank r of a world of W ranks with local batch L = G / W draws
-global indices step * G + r * L + i, i < L. The union over ranks of one step is
-[step * G, (step + 1) * G), so the data stream does not depend on the world size, never
-repeats across ranks, and a resumed run sees exactly the data it would have seen.
+(seed, global sample index), and which indices a rank draws at a step is
+rasd_kernels.data.sample_indices (the formula SyntheticDataset uses too): rank r of R draws
+rows [r L, (r + 1) L) of the step's global batch [step G, (step + 1) G), L = G / R. So the
+data stream does not depend on the world size, never repeats across ranks, and a resumed
+run sees exactly the data it would have seen.
 """
 
 from __future__ import annotations
@@ -12,18 +13,12 @@ from __future__ import annotations
 import torch
 
 from rasd_kernels import SynthesisConfig, synthesize_into
+from rasd_kernels.data import sample_indices
 
 
 def local_batch(global_batch: int, world_size: int) -> int:
-    if global_batch % world_size:
-        raise ValueError(f"batch {global_batch} (the global batch) must be divisible by the "
-                         f"number of ranks ({world_size})")
-    return global_batch // world_size
-
-
-def start_index(step: int, global_batch: int, rank: int, local: int) -> int:
-    """Global index of row 0 of this rank's batch at `step`."""
-    return step * global_batch + rank * local
+    """Rows per rank; a clear error when the global batch does not split over the ranks."""
+    return len(sample_indices(0, global_batch, world_size=world_size))
 
 
 class SyntheticBatches:
@@ -34,7 +29,7 @@ class SyntheticBatches:
                  backend: str, device: torch.device) -> None:
         self.shape, self.num_labels, self.views = tuple(shape), num_labels, views
         self.channels = config.channels
-        self.global_batch, self.rank = global_batch, rank
+        self.global_batch, self.rank, self.world_size = global_batch, rank, world_size
         self.local_batch = local_batch(global_batch, world_size)
         self.config, self.seed, self.backend = config, seed, backend
         self.image = torch.empty(self.local_batch, views * config.channels, *self.shape,
@@ -43,8 +38,8 @@ class SyntheticBatches:
                                  device=device)
 
     def indices(self, step: int) -> range:
-        first = start_index(step, self.global_batch, self.rank, self.local_batch)
-        return range(first, first + self.local_batch)
+        return sample_indices(step, self.global_batch, rank=self.rank,
+                              world_size=self.world_size)
 
     def draw(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Fill the buffers with the samples of `step`; returns (image, label) (the buffers)."""
