@@ -13,9 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
+from types import MappingProxyType
 
 SHAPE_MODES = ("perlin", "blobs")
+
+# Coarse grid limits of every backend (csrc/common/defs.h; a test compares them).
+MAX_GRID_SCALES = 6
+MAX_GRID_NODES = 1023
 
 # Cubic B-spline control-point spacing of the bias field, in units of the published Gaussian
 # blur FWHM. White noise blurred by a Gaussian of FWHM w (sigma = w / 2.355) has a Gaussian
@@ -29,17 +35,34 @@ SHAPE_MODES = ("perlin", "blobs")
 BIAS_SPACING_PER_FWHM = 0.714
 
 
-def _range_ok(name: str, lo: float, hi: float, *, min_value: float | None = None,
+def _number(name: str, v) -> float:
+    """A finite real (numpy scalars included; bool refused) as a float."""
+    if not isinstance(v, numbers.Real) or isinstance(v, bool) or not math.isfinite(v):
+        raise ValueError(f"config.{name} must be a finite number, got {v!r}")
+    return float(v)
+
+
+def _range_ok(config, name: str, *, min_value: float | None = None,
               max_value: float | None = None) -> None:
-    for which, v in (("min", lo), ("max", hi)):
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
-            raise ValueError(f"config.{name}_{which} must be a finite number, got {v!r}")
+    """Check config.<name>_min / _max (stored back as floats)."""
+    lo = _number(f"{name}_min", getattr(config, f"{name}_min"))
+    hi = _number(f"{name}_max", getattr(config, f"{name}_max"))
+    object.__setattr__(config, f"{name}_min", lo)
+    object.__setattr__(config, f"{name}_max", hi)
     if lo > hi:
         raise ValueError(f"config.{name}_min ({lo}) must not exceed config.{name}_max ({hi})")
     if min_value is not None and lo < min_value:
         raise ValueError(f"config.{name}_min must be >= {min_value}, got {lo}")
     if max_value is not None and hi > max_value:
         raise ValueError(f"config.{name}_max must be <= {max_value}, got {hi}")
+
+
+def _amplitude_ok(config, name: str) -> None:
+    """A non-negative single bound config.<name> (stored back as a float)."""
+    value = _number(name, getattr(config, name))
+    if value < 0:
+        raise ValueError(f"config.{name} must be >= 0, got {value}")
+    object.__setattr__(config, name, value)
 
 
 @dataclass(frozen=True)
@@ -78,27 +101,33 @@ class SynthesisConfig:
         if self.shapes not in SHAPE_MODES:
             raise ValueError(f"config.shapes must be one of {SHAPE_MODES}, got {self.shapes!r}")
         for name in ("field_nodes", "warp_nodes"):
-            nodes = tuple(getattr(self, name))
-            object.__setattr__(self, name, nodes)
-            if not nodes or any(not isinstance(n, int) or isinstance(n, bool) or n < 2
-                                for n in nodes):
-                raise ValueError(f"config.{name} must be a non-empty tuple of ints >= 2, "
-                                 f"got {nodes!r}")
-        if not isinstance(self.channels, int) or self.channels < 1:
+            nodes = getattr(self, name)
+            if (not isinstance(nodes, (tuple, list)) or not nodes
+                    or any(not isinstance(n, numbers.Integral) or isinstance(n, bool)
+                           or not 2 <= n <= MAX_GRID_NODES for n in nodes)):
+                raise ValueError(f"config.{name} must be a non-empty tuple of ints in "
+                                 f"[2, {MAX_GRID_NODES}], got {nodes!r}")
+            if len(nodes) > MAX_GRID_SCALES:
+                raise ValueError(f"config.{name} has {len(nodes)} scales; at most "
+                                 f"{MAX_GRID_SCALES} are supported")
+            object.__setattr__(self, name, tuple(int(n) for n in nodes))
+        if (not isinstance(self.channels, numbers.Integral) or isinstance(self.channels, bool)
+                or self.channels < 1):
             raise ValueError(f"config.channels must be an int >= 1, got {self.channels!r}")
-        _range_ok("field_std", 0.0, self.field_std_max, min_value=0.0)
+        object.__setattr__(self, "channels", int(self.channels))
+        _amplitude_ok(self, "field_std_max")
         if self.warp_std_max is not None:
-            _range_ok("warp_std", 0.0, self.warp_std_max, min_value=0.0)
-        _range_ok("blob_scale", self.blob_scale_min, self.blob_scale_max, min_value=1e-3)
-        _range_ok("blob_weight", self.blob_weight_min, self.blob_weight_max, min_value=1e-6)
-        _range_ok("mean", self.mean_min, self.mean_max)
-        _range_ok("texture_std", self.texture_std_min, self.texture_std_max, min_value=0.0)
-        _range_ok("bias_std", self.bias_std_min, self.bias_std_max, min_value=0.0, max_value=5.0)
-        _range_ok("bias_fwhm", self.bias_fwhm_min, self.bias_fwhm_max, min_value=1.0)
-        _range_ok("noise_std", self.noise_std_min, self.noise_std_max, min_value=0.0)
-        _range_ok("blur_sigma", self.blur_sigma_min, self.blur_sigma_max, min_value=0.0,
-                  max_value=4.0)
-        _range_ok("gamma", self.gamma_min, self.gamma_max, min_value=1e-3, max_value=10.0)
+            _amplitude_ok(self, "warp_std_max")
+        _range_ok(self, "blob_scale", min_value=1e-3)
+        # Weights enter the scores as log w in float32 after a float32 draw in [min, max].
+        _range_ok(self, "blob_weight", min_value=1e-6, max_value=1e30)
+        _range_ok(self, "mean")
+        _range_ok(self, "texture_std", min_value=0.0)
+        _range_ok(self, "bias_std", min_value=0.0, max_value=5.0)
+        _range_ok(self, "bias_fwhm", min_value=1.0)
+        _range_ok(self, "noise_std", min_value=0.0)
+        _range_ok(self, "blur_sigma", min_value=0.0, max_value=4.0)
+        _range_ok(self, "gamma", min_value=1e-3, max_value=10.0)
 
     def replace(self, **changes) -> "SynthesisConfig":
         """A copy with some fields changed (validated again)."""
@@ -124,11 +153,12 @@ class SynthesisConfig:
         return self.texture_std_max > 0.0
 
 
-# The published settings: 128^3 with 8 labels, 512^2 with 16 labels.
-PRESETS: dict[str, tuple[tuple[int, ...], int, SynthesisConfig]] = {
+# The published settings: 128^3 with 8 labels, 512^2 with 16 labels. Read-only: a preset is
+# shared by every caller (configs are frozen; use config.replace for a variant).
+PRESETS = MappingProxyType({
     "rasd3d": ((128, 128, 128), 8, SynthesisConfig()),
     "rasd2d": ((512, 512), 16, SynthesisConfig()),
-}
+})
 
 
 def preset(name: str) -> tuple[tuple[int, ...], int, SynthesisConfig]:

@@ -53,7 +53,7 @@ def _config(config) -> SynthesisConfig:
 def _check_start_index(start_index, batch: int):
     """An int, or a 0-dim int64 tensor (its value is checked where that needs no device
     sync: on the CPU, outside tracing)."""
-    last = MAX_SEED - batch + 1
+    last = MAX_SEED - batch          # the exclusive end of the rows fits in int64
     if isinstance(start_index, torch.Tensor):
         if start_index.dim() != 0 or start_index.dtype != torch.int64:
             raise ValueError("start_index must be an int or a 0-dim int64 tensor, got "

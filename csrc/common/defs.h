@@ -16,6 +16,13 @@
 
 namespace rasd {
 
+// Limits of the coarse grids (field and warp scales), the same on every backend and mirrored
+// in rasd_kernels/config.py: the CUDA kernels take the node counts of all scales packed in one
+// 64-bit argument, 4 bits for the count and 10 per scale.
+constexpr int MAX_GRID_SCALES = 6;
+constexpr int MAX_GRID_NODES = 1023;
+static_assert(4 + 10 * MAX_GRID_SCALES <= 64, "the packed scales fit one 64-bit argument");
+
 template <typename T>
 RASD_HD T min_of(T a, T b) { return a < b ? a : b; }
 

@@ -12,7 +12,7 @@ namespace rasd {
 namespace cpu {
 namespace gmm {
 
-constexpr int MAX_SCALES = 8;
+constexpr int MAX_SCALES = MAX_GRID_SCALES;  // csrc/common/defs.h
 
 // The scales of one packed grid set: scale s holds nodes[s]^d floats from offset[s].
 struct Grids {

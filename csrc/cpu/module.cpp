@@ -3,7 +3,10 @@
 // No torch headers: tensors arrive as data pointers (tensor.data_ptr()) and sizes as ints,
 // so the module builds in seconds with plain `pip install .` and works with any torch. The
 // Python wrapper (rasd_kernels/backends/cpu.py) has validated shapes, dtypes and contiguity.
+#include <atomic>
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include <omp.h>
@@ -126,6 +129,20 @@ PYBIND11_MODULE(_C, m) {
           return counter;
         },
         py::arg("counter"), py::arg("key"), "One Philox4x32-10 block (Random123 layout).");
+  m.def("parallel_for_probe",
+        [](int64_t count, int64_t fail_at, uint64_t scratch_floats) {
+          py::gil_scoped_release nogil;
+          std::atomic<int64_t> sum{0};
+          rasd::cpu::parallel_for(count, size_t(scratch_floats), [&](int64_t i, float* s) {
+            if (i == fail_at) throw std::runtime_error("unit " + std::to_string(i) + " failed");
+            if (scratch_floats > 0) s[scratch_floats - 1] += 1.0f;  // the scratch is usable
+            sum += i;
+          });
+          return sum.load();
+        },
+        py::arg("count"), py::arg("fail_at"), py::arg("scratch_floats"),
+        "Sum of 0 .. count - 1 over parallel_for; unit fail_at throws (a test of the loop's "
+        "error and allocation handling).");
   m.def("allow_avx512", &rasd::cpu::allow_avx512, py::arg("allowed"),
         "Let the AVX-512 kernels (labels, normals) run where the CPU has them (default True).");
   m.def("allow_label_bounds", &rasd::cpu::allow_label_bounds, py::arg("allowed"),
@@ -142,4 +159,6 @@ PYBIND11_MODULE(_C, m) {
         "Threads of every kernel call; 0 restores OpenMP's default.");
   m.def("get_num_threads", &rasd::cpu::num_threads);
   m.attr("openmp") = py::int_(_OPENMP);
+  m.attr("MAX_GRID_SCALES") = rasd::MAX_GRID_SCALES;
+  m.attr("MAX_GRID_NODES") = rasd::MAX_GRID_NODES;
 }

@@ -23,8 +23,9 @@ namespace cuda {
 // ---- coarse grid scales ---------------------------------------------------------------------
 
 // Up to MAX_SCALES node counts packed in one 64-bit kernel argument: bits 0-3 hold the count,
-// then 10 bits per scale (node counts up to 1023). rasd_kernels/backends/cuda.py packs them.
-constexpr int MAX_SCALES = 6;
+// then 10 bits per scale (node counts up to MAX_GRID_NODES, defs.h).
+// rasd_kernels/backends/cuda.py packs them.
+constexpr int MAX_SCALES = MAX_GRID_SCALES;
 
 struct Scales {
   int count;

@@ -29,30 +29,38 @@ def save(path: str, *, model_state: dict, optimizer_state: dict, step: int,
         "world_size": world_size,
         "versions": {"rasd_kernels": rasd_kernels.__version__, "torch": str(torch.__version__)},
     }
+    remove_stale_temporaries(path)
     tmp = f"{path}.tmp{os.getpid()}"
     torch.save(payload, tmp)
     os.replace(tmp, path)
 
 
-def load(path: str, map_location="cpu") -> dict[str, Any]:
-    """Read a checkpoint written by `save`; a clear error for anything else."""
-    if not os.path.isfile(path):
-        raise ValueError(f"no checkpoint at {path}")
+def remove_stale_temporaries(path: str) -> list[str]:
+    """Delete the half-written `PATH.tmp<pid>` files left by saves that were killed (their
+    process is gone); returns them."""
+    folder, name = os.path.split(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return []
+    stale = []
+    for entry in os.listdir(folder):
+        pid = entry[len(name) + 4:]
+        if entry.startswith(name + ".tmp") and pid.isdigit() and not _alive(int(pid)):
+            stale.append(os.path.join(folder, entry))
+    for f in stale:
+        try:
+            os.remove(f)
+        except FileNotFoundError:
+            pass
+    return stale
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False            # this process is not saving it now
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:   # torch raises several types for foreign or corrupt files
-        raise ValueError(f"{path} is not a readable checkpoint: {exc}") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a rasd_pretrain checkpoint (expected format {FORMAT})")
-    return payload
-
-
-def check_compatible(payload: dict[str, Any], config: PretrainConfig, path: str) -> None:
-    """Refuse to resume under a different experiment (run options may differ)."""
-    diff = differences(payload["config"], config)
-    if diff:
-        raise ValueError(
-            f"checkpoint {path} was written by a different configuration:\n  "
-            + "\n  ".join(diff)
-            + "\nresume with the same settings (the run folder's config.yaml holds them), or "
-              "start a new run in another --out folder")
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

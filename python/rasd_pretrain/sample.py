@@ -18,6 +18,8 @@ import sys
 import numpy as np
 import torch
 
+from rasd_kernels.backends import BACKENDS
+
 from ._deps import MissingDependency, require
 from .cli import _key_value
 from .config import PRESETS, preset_values
@@ -40,8 +42,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--synth", type=_key_value, action="append", metavar="KEY=VALUE",
                    help="SynthesisConfig override, repeatable")
     p.add_argument("--batch", type=int, default=4, help="samples synthesised at once")
-    p.add_argument("--backend", default="auto")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--backend", default="auto", choices=("auto", *BACKENDS),
+                   help="synthesis backend (default auto: the fastest built for the device)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--gallery-max", type=int, default=16, help="rows of the gallery")
     p.add_argument("--overwrite", action="store_true", help="replace existing sample files")
     return p
@@ -76,11 +79,47 @@ def write_samples(args) -> list[str]:
     if taken and not args.overwrite:
         raise ValueError(f"{len(taken)} file(s) already exist in {args.out} (e.g. "
                          f"{os.path.basename(taken[0])}); pass --overwrite to replace them")
+    _check_device(args.device, args.backend)
+    created = _make_writable_folder(args.out)
     try:
-        os.makedirs(args.out, exist_ok=True)
-    except OSError as exc:
-        raise ValueError(f"cannot create the output folder {args.out}: {exc.strerror}") from None
+        return _write(args, config, synth, nib)
+    except BaseException:
+        if created and not os.listdir(args.out):
+            os.rmdir(args.out)             # no empty folder left behind by a failed run
+        raise
 
+
+def _check_device(device: str, backend: str) -> None:
+    """The device and backend can run here (checked before anything is written)."""
+    from rasd_kernels import backends
+    from rasd_kernels.synthesize import _device
+
+    try:
+        backends.resolve(backend, _device(device))
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"--device {device} --backend {backend}: {exc}") from None
+
+
+def _make_writable_folder(out: str) -> bool:
+    """Create `out` if needed and check that files can be written there; whether it was
+    created here."""
+    created = not os.path.exists(out)
+    if not created and not os.path.isdir(out):
+        raise ValueError(f"the output path {out} exists and is not a folder")
+    try:
+        os.makedirs(out, exist_ok=True)
+        probe = os.path.join(out, f".write_test_{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as exc:
+        if created and os.path.isdir(out) and not os.listdir(out):
+            os.rmdir(out)
+        raise ValueError(f"cannot write to the output folder {out}: {exc.strerror}") from None
+    return created
+
+
+def _write(args, config, synth, nib) -> list[str]:
     from rasd_kernels import synthesize
     written, rows = [], []
     for first in range(0, args.n, args.batch):
@@ -138,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         written = write_samples(args)
-    except (ValueError, MissingDependency) as exc:
+    except (ValueError, MemoryError, MissingDependency) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     print(f"wrote {args.n} image/label pairs to {args.out} (gallery: "

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ..config import MAX_GRID_NODES, MAX_GRID_SCALES
 from ..reference.spline_maximum import spline_maximum as reference_spline_maximum
 
 # ---- kernel signatures ---------------------------------------------------------------------
@@ -69,7 +70,8 @@ def pack_arguments(name: str, values) -> tuple[bytes, list[int]]:
 SHARED_BYTES = 44 * 1024
 MAX_GRID_YZ = 65535
 MAX_GRID_X = 2**31 - 1
-MAX_SCALES, MAX_NODES = 6, 1023  # csrc/cuda/device.cuh: pack of the coarse grid node counts
+# csrc/cuda/device.cuh packs the node counts of the coarse grids (limits: csrc/common/defs.h)
+MAX_SCALES, MAX_NODES = MAX_GRID_SCALES, MAX_GRID_NODES
 GMM_THREADS = 512                # __launch_bounds__ of the gmm kernels
 THREADS = 256                    # the other kernels (a power of two <= 256: block reductions)
 

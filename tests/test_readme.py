@@ -1,0 +1,76 @@
+"""The README's commands and snippets, run as written."""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def _blocks(section: str, language: str) -> list[str]:
+    """The fenced code blocks of one `## ` section."""
+    start = README.index(f"\n## {section}\n")
+    end = README.find("\n## ", start + 1)
+    text = README[start:end if end > 0 else None]
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def _first_bash_lines() -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", README, flags=re.S)[:2]
+
+
+def test_the_main_command_benchmarks_both_presets():
+    from rasd_bench.cli import parse_args
+
+    main = _first_bash_lines()[0].strip()
+    bench = main.split("&&")[-1].strip()
+    argv = shlex.split(bench)
+    assert Path(argv[0]).name == "rasd-bench"
+    args = parse_args(argv[1:])
+    assert args.preset == ["rasd3d", "rasd2d"]
+    # The space-separated form selects the same.
+    assert parse_args(["--preset", "rasd3d", "rasd2d"]).preset == ["rasd3d", "rasd2d"]
+
+
+def test_the_test_command_is_what_ci_runs():
+    test = _first_bash_lines()[1].strip()
+    ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
+    assert test in ci.splitlines()
+
+
+def test_the_main_command_installs_what_ci_installs():
+    main = _first_bash_lines()[0]
+    ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
+    extras = re.search(r"pip install '(\.\[[^\]]+\])'", main).group(1)
+    assert f"'{extras}'" in ci
+
+
+@pytest.mark.parametrize("section", ["Use", "Use in a training loop"])
+def test_python_snippets_run(section, tmp_path, monkeypatch):
+    snippets = _blocks(section, "python")
+    assert snippets
+    monkeypatch.chdir(tmp_path)
+    for code in snippets:
+        if "init_process_group" in code:
+            continue                          # run under torchrun below
+        exec(compile(code, f"README {section}", "exec"), {"__name__": "__main__"})
+
+
+def test_torchrun_snippet_runs(tmp_path):
+    (code,) = [c for c in _blocks("Use in a training loop", "python")
+               if "init_process_group" in c]
+    script = tmp_path / "ranks.py"
+    script.write_text(code + "\nprint('rank', dist.get_rank() if dist.is_initialized() else "
+                      "'done', rows)\n")
+    torchrun = Path(sys.executable).with_name("torchrun")
+    done = subprocess.run([str(torchrun), "--standalone", "--nproc-per-node", "2", str(script)],
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    last = sorted(line for line in done.stdout.splitlines() if line.startswith("rank"))
+    assert last == ["rank done [24, 25, 26, 27]", "rank done [28, 29, 30, 31]"]
