@@ -4,7 +4,8 @@
 
 Prints median samples/s of rasd_kernels.synthesize(..., backend="cpu") for rasd3d
 (128^3, K=8, batch 4) and rasd2d (512^2, K=16, batch 16), and the median time of each stage
-(parameter drawing, gmm_shapes, appearance) as a fraction of the whole.
+(labels: anatomy and gmm_shapes; images: appearance parameters and the appearance op, as
+rasd_kernels.stages runs them) as a fraction of the whole.
 
 On a shared machine the wall clock measures the neighbours too, so the CPU time of this
 process is reported as well: "cpu-bound" samples/s = batch * threads / CPU seconds, what the
@@ -22,7 +23,7 @@ import torch
 import rasd_kernels
 from rasd_kernels import params
 from rasd_kernels.backends import cpu
-from rasd_kernels.ops import appearance, gmm_shapes
+
 
 PRESETS = {"rasd3d": 4, "rasd2d": 16}
 
@@ -48,13 +49,8 @@ def bench(name: str, batch: int, repeats: int) -> None:
     ws = params.make_workspace(batch, shape, K, config.channels, config, "cpu")
     torch.arange(batch, out=ws.sample_index)
     stages = {
-        "draw_anatomy": lambda: params.draw_anatomy(ws, shape, config, 1, "cpu"),
-        "gmm_shapes": lambda: gmm_shapes(label, ws.fields, ws.warps, config.field_nodes,
-                                         config.warp_nodes, config.shapes, backend="cpu"),
-        "draw_appearance": lambda: params.draw_appearance(ws, shape, config, 1, "cpu"),
-        "appearance": lambda: appearance(image, label, ws.label_stats, ws.bias_coef,
-                                         ws.scalars, ws.stats, ws.sample_index, 1,
-                                         backend="cpu"),
+        "labels": lambda: rasd_kernels.stages.draw_labels(ws, label, config, 1, "cpu"),
+        "images": lambda: rasd_kernels.stages.draw_images(ws, image, label, config, 1, "cpu"),
     }
     times = {k: _median_time(f, repeats, time.process_time) for k, f in stages.items()}
     parts = ", ".join(f"{k} {1e3 * t:.1f} ms ({100 * t / sum(times.values()):.0f}%)"

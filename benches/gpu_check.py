@@ -11,7 +11,8 @@
    rasd_kernels.backends.unavailable_reason("cuda") is None), against the float64 reference
    at small odd sizes, 2D and 3D: Philox uniforms bit for bit and normals to 1e-5; gmm_shapes
    labels equal except at float ties; bias_field and appearance within the test tolerances;
-   whole synthesize batches. A backend that fails is not timed.
+   whole synthesize batches; on CUDA, synthesize_into captured in a CUDA graph and replayed
+   with new start indices equals the eager samples. A backend that fails is not timed.
 3. On CUDA: times rasd3d (128^3, K=8) and rasd2d (512^2, K=16) per backend with CUDA events
    (median of many CUDA-graph replays, eager launches if capture fails): the full synthesis and
    the labels stage alone (gmm_shapes), in samples/s and as a fraction of the card's measured
@@ -213,6 +214,38 @@ def check_synthesize(torch, rk, backend, device, cases):
     return True, "label mismatch / image err " + " ".join(report)
 
 
+def check_graph_replay(torch, rk, backend, device, cases):
+    """synthesize_into captured in a CUDA graph, replayed with new start indices written into
+    its device tensor, gives the eager samples of those indices bit for bit."""
+    shape, K, config = cases[0]
+    image = torch.empty(2, 2 * config.channels, *shape, device=device)
+    label = torch.empty(2, *shape, dtype=torch.uint8, device=device)
+    start = torch.zeros((), dtype=torch.int64, device=device)
+
+    def fill():
+        rk.synthesize_into(image, label, num_labels=K, seed=5, start_index=start,
+                           config=config, backend=backend)
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):      # warm-up (workspace, compiled kernels) off the graph
+        fill()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        fill()
+    for first in (7, (1 << 40) + 3):
+        start.fill_(first)
+        graph.replay()
+        torch.cuda.synchronize()
+        ref_image, ref_label = rk.synthesize(2, shape, K, seed=5, start_index=first,
+                                             device=device, config=config, views=2,
+                                             backend=backend)
+        if not (torch.equal(label, ref_label) and torch.equal(image, ref_image)):
+            return False, f"replay at start {first} differs from the eager samples"
+    return True, "2 replays at new start indices equal eager, bit for bit"
+
+
 def run_pytest(checks: Checks, timeout_s: float) -> None:
     """The device-only tests (CUDA-graph capture and replay, Philox test kernels), on the GPU."""
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
@@ -252,6 +285,9 @@ def run_checks(torch, rk, backends_to_check, smoke: bool) -> Checks:
                    lambda: check_appearance(torch, rk, backend, device, cases))
         checks.run(backend, "synthesize",
                    lambda: check_synthesize(torch, rk, backend, device, cases[:3]))
+        if device.type == "cuda":
+            checks.run(backend, "graph replay",
+                       lambda: check_graph_replay(torch, rk, backend, device, cases))
     return checks
 
 

@@ -13,37 +13,10 @@ from dataclasses import dataclass
 
 import torch
 
-from . import streams
+from . import layout, streams
 from .config import BIAS_SPACING_PER_FWHM, SynthesisConfig
 from .ops.philox_fill import philox_fill
 from .ops.spline_maximum import spline_maximum
-
-
-# ---- layouts shared by the kernels -------------------------------------------------------
-
-def scalar_count(d: int) -> int:
-    """Entries of the appearance scalars [B, A, 3d + 2]."""
-    return 3 * d + 2
-
-
-def scalar_slices(d: int) -> dict[str, slice]:
-    """Where each appearance scalar lives (mirrored in csrc/common/layout.h)."""
-    return {
-        "bias_spacing": slice(0, d),           # voxels between bias control points, per axis
-        "bias_offset": slice(d, 2 * d),        # lattice phase in node units, per axis
-        "noise_std": slice(2 * d, 2 * d + 1),  # relative to max|x|
-        "blur_sigma": slice(2 * d + 1, 3 * d + 1),
-        "gamma": slice(3 * d + 1, 3 * d + 2),
-    }
-
-
-def blob_param_count(d: int) -> int:
-    """Packed blob parameters: centre (d), precision upper triangle, log weight."""
-    return d + d * (d + 1) // 2 + 1
-
-
-def grid_total(nodes, d: int) -> int:
-    return sum(n ** d for n in nodes)
 
 
 def expected_max_of_normals(count: int) -> float:
@@ -65,7 +38,7 @@ class Workspace:
     appearance_u: torch.Tensor  # [B, A, n_appearance] uniforms
     label_stats: torch.Tensor   # [B, A, K, 2] (mean, texture std)
     bias_coef: torch.Tensor     # [B, A, *bias nodes]
-    scalars: torch.Tensor       # [B, A, 3d + 2]
+    scalars: torch.Tensor       # [B, A, layout.scalar_count(d)]
     stats: torch.Tensor         # [B, A, 4] written by the appearance op
     sample_index: torch.Tensor  # [B] int64 global sample indices of the batch rows
 
@@ -87,20 +60,20 @@ def make_workspace(batch: int, shape, num_labels: int, apps: int, config: Synthe
     d, K = len(shape), num_labels
     f32 = dict(dtype=torch.float32, device=device)
     if config.shapes == "perlin":
-        fields = torch.empty(batch, K, grid_total(config.field_nodes, d), **f32)
+        fields = torch.empty(batch, K, layout.grid_total(config.field_nodes, d), **f32)
         warp_labels = K
     else:
-        fields = torch.empty(batch, K, blob_param_count(d), **f32)
+        fields = torch.empty(batch, K, layout.blob_param_count(d), **f32)
         warp_labels = 1
     return Workspace(
         anatomy_u=torch.empty(batch, anatomy_count(config, K, d), **f32),
         fields=fields,
-        warps=torch.empty(batch, warp_labels, d, grid_total(config.warp_nodes, d), **f32),
+        warps=torch.empty(batch, warp_labels, d, layout.grid_total(config.warp_nodes, d), **f32),
         appearance_u=torch.empty(batch, apps, appearance_count(K, d), **f32),
-        label_stats=torch.empty(batch, apps, K, 2, **f32),
+        label_stats=torch.empty(batch, apps, K, layout.LABEL_STATS, **f32),
         bias_coef=torch.empty(batch, apps, *config.bias_nodes_for(tuple(shape)), **f32),
-        scalars=torch.empty(batch, apps, scalar_count(d), **f32),
-        stats=torch.empty(batch, apps, 4, **f32),
+        scalars=torch.empty(batch, apps, layout.scalar_count(d), **f32),
+        stats=torch.empty(batch, apps, layout.STAT_COUNT, **f32),
         sample_index=torch.empty(batch, dtype=torch.int64, device=device),
     )
 
@@ -160,7 +133,7 @@ def _rotation(u: torch.Tensor, d: int) -> torch.Tensor:
 
 
 def blob_parameters(u: torch.Tensor, shape, config: SynthesisConfig) -> torch.Tensor:
-    """Packed blobs [B, K, blob_param_count] from uniforms [B, K * (2d + 1 + R)]."""
+    """Packed blobs [B, K, layout.blob_param_count] from uniforms [B, K * (2d + 1 + R)]."""
     d = len(shape)
     batch = u.shape[0]
     u = u.reshape(batch, -1, 2 * d + 1 + (3 if d == 3 else 1))
@@ -181,14 +154,15 @@ def draw_appearance(ws: Workspace, shape, config: SynthesisConfig, seed: int,
     d, K = len(shape), ws.label_stats.shape[2]
     u = ws.appearance_u
     philox_fill(u, ws.sample_index, seed, streams.APPEARANCE_PARAMS, "uniform", backend)
-    ws.label_stats[..., 0].copy_(_lerp(u[..., :K], config.mean_min, config.mean_max))
-    ws.label_stats[..., 1].copy_(_lerp(u[..., K:2 * K], config.texture_std_min,
+    ws.label_stats[..., layout.LABEL_MEAN].copy_(_lerp(u[..., :K], config.mean_min,
+                                                       config.mean_max))
+    ws.label_stats[..., layout.LABEL_STD].copy_(_lerp(u[..., K:2 * K], config.texture_std_min,
                                        config.texture_std_max))
     j = 2 * K
     bias_std = _lerp(u[..., j], config.bias_std_min, config.bias_std_max)
     fwhm = _lerp(u[..., j + 1:j + 1 + d], config.bias_fwhm_min, config.bias_fwhm_max)
     j += 1 + d
-    sl = scalar_slices(d)
+    sl = layout.scalar_slices(d)
     ws.scalars[..., sl["bias_spacing"]].copy_(BIAS_SPACING_PER_FWHM * fwhm)
     ws.scalars[..., sl["bias_offset"]].copy_(u[..., j:j + d])
     j += d

@@ -1,6 +1,7 @@
 """`synthesize` and `synthesize_into`: compose the ops into RaSD images and label maps.
 
-No kernels here: draw the parameters (rasd_kernels.params), then gmm_shapes and appearance.
+No kernels here: check the arguments, then run the two stages (rasd_kernels.stages) on a
+parameter workspace.
 Any number of threads may call both at once: the parameter workspace of a call belongs to
 the calling thread, and every sample equals the serial one bit for bit.
 """
@@ -12,11 +13,9 @@ from collections import OrderedDict
 
 import torch
 
-from . import backends, memory, params
+from . import backends, memory, params, stages
 from .config import SynthesisConfig
 from .ops import _checks
-from .ops.appearance import appearance
-from .ops.gmm_shapes import gmm_shapes
 from .ops.philox_fill import MAX_SEED
 
 # Workspaces belong to the calling thread: two threads synthesising the same key at once would
@@ -99,12 +98,8 @@ def synthesize_into(image: torch.Tensor, label: torch.Tensor, *, num_labels: int
                          f"({config.channels})")
     ws = _workspace(batch, shape, num_labels, apps, config, image.device)
     _set_sample_index(ws, start_index)
-    params.draw_anatomy(ws, shape, config, seed, backend)
-    gmm_shapes(label, ws.fields, ws.warps, config.field_nodes, config.warp_nodes,
-               config.shapes, backend)
-    params.draw_appearance(ws, shape, config, seed, backend)
-    appearance(image, label, ws.label_stats, ws.bias_coef, ws.scalars, ws.stats,
-               ws.sample_index, seed, backend)
+    stages.draw_labels(ws, label, config, seed, backend)
+    stages.draw_images(ws, image, label, config, seed, backend)
 
 
 def _device(device) -> torch.device:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rasd_kernels.ops import appearance
-from rasd_kernels.params import scalar_count, scalar_slices
+from rasd_kernels.layout import scalar_count, scalar_slices
 
 from conftest import generator
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import rasd_kernels
 from rasd_kernels import backends, streams
 from rasd_kernels.ops import appearance, bias_field, gmm_shapes, philox_fill
-from rasd_kernels.params import grid_total
+from rasd_kernels.layout import grid_total
 
 from conftest import KNOWN_ANSWERS, generator
 
@@ -224,7 +224,7 @@ def test_avx512_appearance_rows_match_portable_and_reference(gamma):
     pow and, where the curve does not blow up rounding near 0 (gamma >= 0.5), the float64
     reference, over gammas well outside the presets' range."""
     from test_appearance import IMAGE_ATOL, random_inputs, run
-    from rasd_kernels.params import scalar_slices
+    from rasd_kernels.layout import scalar_slices
 
     labels, stats, coef, scalars, index = random_inputs((12, 17, 23), 5, False, seed=11)
     scalars[..., scalar_slices(3)["gamma"]] = gamma

@@ -28,9 +28,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from rasd_kernels import backends
+import rasd_kernels as rk
+from rasd_kernels import backends, params
 from rasd_kernels.backends import cuda
-from rasd_kernels.params import grid_total, scalar_count, scalar_slices
+from rasd_kernels.layout import grid_total, scalar_count, scalar_slices
 from rasd_kernels.reference import philox
 
 from conftest import MAX_TIE_FRACTION, assert_labels_match, generator, random_blob_params
@@ -464,6 +465,44 @@ def test_emulated_results_do_not_depend_on_the_grid(emulation_lib, emulated):
     inputs = appearance_inputs((6, 9, 8), 3, True, 4, batch=3)
     assert all(torch.equal(x, y) for x, y in zip(run_appearance(emulated, "cpu", *inputs),
                                                  run_appearance(small, "cpu", *inputs)))
+
+
+@pytest.fixture
+def emulated_backend(emulated, monkeypatch):
+    """backend="cuda" on CPU tensors runs the emulated kernels: the whole Python path of the
+    cuda backend (op layer, launch plans, argument packing) with the CPU emulation below."""
+    real_resolve = backends.resolve
+
+    def resolve(backend, device):
+        return "cuda" if backend == "cuda" else real_resolve(backend, device)
+
+    monkeypatch.setattr(cuda, "unavailable_reason", lambda: None)
+    monkeypatch.setattr(cuda, "_kernels", lambda: emulated)
+    monkeypatch.setattr(backends, "resolve", resolve)
+    return "cuda"
+
+
+@pytest.mark.parametrize("shape,K,config,views", [
+    ((17, 19, 16), 6, rk.SynthesisConfig(texture_std_max=0.2), 2),
+    ((37, 29), 11, rk.SynthesisConfig(), 1),
+    ((21, 19), 5, rk.SynthesisConfig(shapes="blobs", blur_sigma_max=3.0), 2),
+])
+def test_whole_synthesis_on_the_emulated_kernels_matches_the_cpu_backend(
+        emulated_backend, shape, K, config, views):
+    got = rk.synthesize(2, shape, K, seed=21, start_index=9, config=config, views=views,
+                        backend=emulated_backend)
+    cpu_image, cpu_label = rk.synthesize(2, shape, K, seed=21, start_index=9, config=config,
+                                         views=views, backend="cpu")
+    ws = params.make_workspace(2, shape, K, views, config, "cpu")
+    torch.arange(9, 11, out=ws.sample_index)
+    params.draw_anatomy(ws, shape, config, 21, "reference")
+    assert_labels_match(got[1], ws.fields, ws.warps, config.field_nodes, config.warp_nodes,
+                        config.shapes)
+    differ = got[1] != cpu_label
+    assert float(differ.float().mean()) <= MAX_TIE_FRACTION
+    if not differ.any():
+        assert float((got[0] - cpu_image).abs().max()) <= IMAGE_ATOL
+    assert float(got[0].min()) >= 0.0 and float(got[0].max()) <= 1.0
 
 
 # ---- on a GPU --------------------------------------------------------------------------------

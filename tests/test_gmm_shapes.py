@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from rasd_kernels.ops import gmm_shapes
-from rasd_kernels.params import blob_param_count, grid_total
+from rasd_kernels.layout import blob_param_count, grid_total
 
 from conftest import assert_labels_match, generator, random_blob_params
 

@@ -13,6 +13,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include "../common/layout.h"
 #include "../common/philox.h"
 #include "../common/streams.h"
 #include "cpu.h"
@@ -43,6 +44,32 @@ py::dict stream_ids() {
   d["IMAGE_NOISE"] = s::IMAGE_NOISE;
   d["MAX_ELEMENTS_PER_STREAM"] = s::MAX_ELEMENTS_PER_STREAM;
   return d;
+}
+
+// csrc/common/layout.h for one dimensionality, under the names of rasd_kernels.layout.entries.
+py::dict layout_entries(int d) {
+  namespace l = rasd::layout;
+  py::dict e;
+  e["scalar_count"] = l::scalar_count(d);
+  e["noise_std"] = l::noise_std(d);
+  e["gamma"] = l::gamma(d);
+  e["blob_param_count"] = l::blob_param_count(d);
+  e["blob_precision"] = l::blob_precision(d);
+  e["blob_log_weight"] = l::blob_log_weight(d);
+  e["LABEL_MEAN"] = l::LABEL_MEAN;
+  e["LABEL_STD"] = l::LABEL_STD;
+  e["LABEL_STATS"] = l::LABEL_STATS;
+  e["STAT_MAX_ABS"] = l::STAT_MAX_ABS;
+  e["STAT_LO"] = l::STAT_LO;
+  e["STAT_HI"] = l::STAT_HI;
+  e["STAT_COUNT"] = l::STAT_COUNT;
+  for (int axis = 0; axis < d; ++axis) {
+    const std::string a = std::to_string(axis);
+    e[("bias_spacing_" + a).c_str()] = l::bias_spacing(d, axis);
+    e[("bias_offset_" + a).c_str()] = l::bias_offset(d, axis);
+    e[("blur_sigma_" + a).c_str()] = l::blur_sigma(d, axis);
+  }
+  return e;
 }
 
 }  // namespace
@@ -151,6 +178,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("avx512_enabled", &rasd::cpu::avx512_enabled,
         "Whether the AVX-512 kernels run: the CPU has them and allow_avx512 allows them.");
   m.def("stream_ids", &stream_ids, "The stream ids of csrc/common/streams.h.");
+  m.def("layout", &layout_entries, py::arg("d"),
+        "The packed parameter layout of csrc/common/layout.h for d = 2 or 3.");
+  m.attr("NORMALISE_EPS") = rasd::layout::NORMALISE_EPS;
   m.def("last_team_size", &rasd::cpu::last_team_size,
         "How many threads the calling thread's most recent parallel loop ran on.");
   m.def("openmp_usable", &rasd::cpu::openmp_usable,

@@ -31,11 +31,11 @@ from dataclasses import dataclass
 import torch
 
 from rasd_kernels import backends, params, streams
+from rasd_kernels import stages as synthesis
 from rasd_kernels.config import PRESETS, SynthesisConfig
 from rasd_kernels.ops.bias_field import bias_field
 from rasd_kernels.ops.gmm_shapes import gmm_shapes
 from rasd_kernels.ops.philox_fill import philox_fill
-from rasd_kernels.ops.appearance import appearance
 from rasd_kernels.synthesize import synthesize, synthesize_into
 
 from . import alternatives, timing
@@ -219,17 +219,11 @@ def rasd_cases(w: Workload, backend: str, device: torch.device, stages,
 
     def labels():
         next_batch()
-        params.draw_anatomy(ws, S, cfg, seed, backend)
-        gmm_shapes(label, ws.fields, ws.warps, cfg.field_nodes, cfg.warp_nodes, cfg.shapes,
-                   backend)
-        return label
+        return synthesis.draw_labels(ws, label, cfg, seed, backend)
 
     def render():
         next_batch()
-        params.draw_appearance(ws, S, cfg, seed, backend)
-        appearance(image, label, ws.label_stats, ws.bias_coef, ws.scalars, ws.stats,
-                   ws.sample_index, seed, backend)
-        return image
+        return synthesis.draw_images(ws, image, label, cfg, seed, backend)
 
     noise = torch.empty(B, w.apps, *S, device=device)
     biased = torch.ones(B, w.apps, *S, device=device)
@@ -271,10 +265,8 @@ def make_labels(w: Workload, backend: str, device: torch.device, seed: int) -> t
     """Label maps [B, *S] by our ops: the input that the literal generator's appearance stage,
     TorchIO and MONAI are given, made once per workload outside the timing."""
     ws = _workspace(w, w.batch, w.shape, device)
-    params.draw_anatomy(ws, w.shape, w.config, seed, backend)
     label = torch.empty(w.batch, *w.shape, dtype=torch.uint8, device=device)
-    return gmm_shapes(label, ws.fields, ws.warps, w.config.field_nodes, w.config.warp_nodes,
-                      w.config.shapes, backend)
+    return synthesis.draw_labels(ws, label, w.config, seed, backend)
 
 
 # ---- the literal generator ---------------------------------------------------------------

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from .. import layout
 from ..config import MAX_GRID_NODES, MAX_GRID_SCALES
 from ..reference.spline_maximum import spline_maximum as reference_spline_maximum
 
@@ -234,7 +235,7 @@ class Kernels:
         self._launch("rasd_appearance_normalise", _grid(min(_cdiv(voxels, 4 * THREADS), 4096),
                                                         pairs),
                      block, 0, image, image.data_ptr(), scalars.data_ptr(), stats.data_ptr(),
-                     pairs, voxels, 3 * d + 2, 3 * d + 1)
+                     pairs, voxels, layout.scalar_count(d), layout.gamma(d))
 
 
 # ---- kernel sources (CuPy / NVRTC) -------------------------------------------------------------

@@ -4,7 +4,7 @@ min-max normalisation, gamma), in place.
 image [B, A, *S] float32 (A = views * channels; appearance a draws its noise from the
 per-voxel streams at elements a * prod(S) + voxel); labels [B, *S] uint8 (< K);
 label_stats [B, A, K, 2] (mean, texture std); bias_coef [B, A, *nodes];
-scalars [B, A, 3d + 2] (layout rasd_kernels.params.scalar_slices); stats [B, A, 4] float32,
+scalars [B, A, 3d + 2] and stats [B, A, 4] float32 (layouts: rasd_kernels.layout); stats is
 written: (max|x| before noise, min and max after blur, 0); sample_index [B] int64.
 Semantics: rasd_kernels.reference.appearance.
 """
@@ -16,7 +16,7 @@ import math
 import torch
 
 from .. import backends, streams
-from ..params import scalar_count
+from .. import layout
 from . import _checks
 from .bias_field import check as check_bias
 from .philox_fill import MAX_SEED
@@ -42,13 +42,13 @@ def check(image, labels, label_stats, bias_coef, scalars, stats, sample_index, s
     _checks.tensor("labels", labels, dtype=torch.uint8)
     _checks.shape("labels", labels, (batch, *size))
     _checks.tensor("label_stats", label_stats, dtype=torch.float32, dim=4)
-    if tuple(label_stats.shape[:2]) != (batch, apps) or label_stats.shape[3] != 2:
-        raise ValueError(f"label_stats must have shape [{batch}, {apps}, K, 2], "
+    if tuple(label_stats.shape[:2]) != (batch, apps) or label_stats.shape[3] != layout.LABEL_STATS:
+        raise ValueError(f"label_stats must have shape [{batch}, {apps}, K, {layout.LABEL_STATS}], "
                          f"got {tuple(label_stats.shape)}")
     _checks.integer("number of labels (label_stats.shape[2])", label_stats.shape[2], 1, 255)
-    _checks.shape("scalars", scalars, (batch, apps, scalar_count(d)))
+    _checks.shape("scalars", scalars, (batch, apps, layout.scalar_count(d)))
     _checks.tensor("stats", stats, dtype=torch.float32)
-    _checks.shape("stats", stats, (batch, apps, 4))
+    _checks.shape("stats", stats, (batch, apps, layout.STAT_COUNT))
     _checks.tensor("sample_index", sample_index, dtype=torch.int64)
     _checks.shape("sample_index", sample_index, (batch,))
     _checks.integer("seed", seed, 0, MAX_SEED)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from .. import backends
-from ..params import blob_param_count, grid_total
+from .. import layout
 from . import _checks
 
 MODES = ("perlin", "blobs")
@@ -52,11 +52,11 @@ def check(labels, fields, warps, field_nodes, warp_nodes, mode) -> None:
     batch, num_labels = labels.shape[0], fields.shape[1]
     _checks.integer("number of labels (fields.shape[1])", num_labels, 1, 255)
     if mode == "perlin":
-        _checks.shape("fields", fields, (batch, num_labels, grid_total(field_nodes, d)))
-        _checks.shape("warps", warps, (batch, num_labels, d, grid_total(warp_nodes, d)))
+        _checks.shape("fields", fields, (batch, num_labels, layout.grid_total(field_nodes, d)))
+        _checks.shape("warps", warps, (batch, num_labels, d, layout.grid_total(warp_nodes, d)))
     else:
-        _checks.shape("fields", fields, (batch, num_labels, blob_param_count(d)))
-        _checks.shape("warps", warps, (batch, 1, d, grid_total(warp_nodes, d)))
+        _checks.shape("fields", fields, (batch, num_labels, layout.blob_param_count(d)))
+        _checks.shape("warps", warps, (batch, 1, d, layout.grid_total(warp_nodes, d)))
     _checks.same_device(labels=labels, fields=fields, warps=warps)
 
 

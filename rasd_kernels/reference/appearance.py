@@ -1,7 +1,7 @@
 """Reference of the appearance op (SPEC 3), in float64.
 
 For sample b and appearance a (= view * C + channel), with scalars laid out as in
-rasd_kernels.params.ScalarLayout:
+rasd_kernels.layout:
   x = mean[y] + std[y] * n1            intensity and per-label texture (n1 skipped when std = 0)
   x *= exp(psi)                        bias field
   x += noise_std * max|x| * n2         additive noise relative to the image range
@@ -16,11 +16,11 @@ import math
 
 import torch
 
-from .. import streams
+from .. import layout, streams
 from . import philox
 from .bias_field import log_bias
 
-NORMALISE_EPS = 1e-6
+NORMALISE_EPS = layout.NORMALISE_EPS
 
 
 def gaussian_taps(sigma: float) -> torch.Tensor:
@@ -55,19 +55,22 @@ def appearance_one(labels, label_stats, coef, scalars, seed: int, sample: int, a
     shape = tuple(labels.shape)
     d = len(shape)
     s = scalars.double()
-    mean, std = label_stats[:, 0].double(), label_stats[:, 1].double()
+    mean = label_stats[:, layout.LABEL_MEAN].double()
+    std = label_stats[:, layout.LABEL_STD].double()
     y = labels.long()
     x = mean[y]
     if bool((std != 0).any()):
         x = x + std[y] * voxel_noise(seed, sample, streams.TEXTURE_NOISE, app, shape)
     x = x * torch.exp(log_bias(coef, s, shape))
     max_abs = x.abs().max()
-    x = x + s[2 * d] * max_abs * voxel_noise(seed, sample, streams.IMAGE_NOISE, app, shape)
+    x = x + s[layout.noise_std(d)] * max_abs * voxel_noise(seed, sample, streams.IMAGE_NOISE, app, shape)
     for axis in reversed(range(d)):
-        x = blur_axis(x, axis, float(s[2 * d + 1 + axis]))
+        x = blur_axis(x, axis, float(s[layout.blur_sigma(d, axis)]))
     lo, hi = x.min(), x.max()
-    x = ((x - lo) / (hi - lo + NORMALISE_EPS)) ** s[3 * d + 1]
-    return x, torch.stack([max_abs, lo, hi, torch.zeros((), dtype=torch.float64)])
+    x = ((x - lo) / (hi - lo + NORMALISE_EPS)) ** s[layout.gamma(d)]
+    stats = torch.zeros(layout.STAT_COUNT, dtype=torch.float64)
+    stats[layout.STAT_MAX_ABS], stats[layout.STAT_LO], stats[layout.STAT_HI] = max_abs, lo, hi
+    return x, stats
 
 
 def appearance(image, labels, label_stats, bias_coef, scalars, stats, sample_index,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from .. import layout
 from . import interp
 
 
@@ -11,7 +12,9 @@ def log_bias(coef: torch.Tensor, scalars: torch.Tensor, shape: tuple[int, ...]) 
     """psi [*shape] of one (sample, appearance): coef [*nodes], scalars [>= 2d]."""
     d = len(shape)
     s = scalars.double()
-    return interp.bspline(coef.double(), interp.voxel_positions(shape), s[:d], s[d:2 * d])
+    columns = layout.scalar_slices(d)
+    return interp.bspline(coef.double(), interp.voxel_positions(shape),
+                          s[columns["bias_spacing"]], s[columns["bias_offset"]])
 
 
 def bias_field(image: torch.Tensor, coef: torch.Tensor, scalars: torch.Tensor) -> None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from .. import layout
+
 # Evaluation points of the bias spline per control-point spacing when its maximum is taken.
 # Near a high peak a smooth Gaussian field falls off as its autocorrelation, so sampling at
 # spacing delta misses the peak by about d * (delta^2 / 12) / (2 l^2) relative, l = 0.84 h
@@ -41,7 +43,9 @@ def spline_maximum(coef: torch.Tensor, scalars: torch.Tensor, shape) -> torch.Te
         n = coef.shape[2 + a]
         points = POINTS_PER_SPACING * (n - 3) + 1
         pos = torch.linspace(0.0, shape[a] - 1.0, points, dtype=coef.dtype, device=coef.device)
-        t = pos / scalars[..., a, None] + scalars[..., d + a, None] + 1.0     # [B, A, P]
+        spacing = scalars[..., layout.bias_spacing(d, a), None]
+        offset = scalars[..., layout.bias_offset(d, a), None]
+        t = pos / spacing + offset + 1.0                                      # [B, A, P]
         i = torch.floor(t)
         f = t - i
         weights = ((1 - f) ** 3 / 6, (3 * f ** 3 - 6 * f ** 2 + 4) / 6,

@@ -16,22 +16,30 @@ import math
 import triton
 import triton.language as tl
 
-from .. import streams
+from .. import layout, streams
 from . import _launch, philox
 from ._launch import flat_block, pow2
 from .bias_field import launch_shape, log_bias, voxel_position
 
-NORMALISE_EPS = tl.constexpr(1e-6)
+NORMALISE_EPS = tl.constexpr(layout.NORMALISE_EPS)
+# Columns of label_stats [.., K, LABEL_STATS] and stats [.., STATS] (rasd_kernels.layout).
+LABEL_STATS = tl.constexpr(layout.LABEL_STATS)
+LABEL_MEAN = tl.constexpr(layout.LABEL_MEAN)
+LABEL_STD = tl.constexpr(layout.LABEL_STD)
+STATS = tl.constexpr(layout.STAT_COUNT)
+MAX_ABS = tl.constexpr(layout.STAT_MAX_ABS)
+LO = tl.constexpr(layout.STAT_LO)
+HI = tl.constexpr(layout.STAT_HI)
 TEXTURE_NOISE = tl.constexpr(streams.TEXTURE_NOISE)
 IMAGE_NOISE = tl.constexpr(streams.IMAGE_NOISE)
 
 
 @triton.jit
 def _init_stats_kernel(stats_ptr, count, BLOCK: tl.constexpr):
-    """stats [N, 4] = (0, +inf, -inf, 0): identities of the atomic max|x|, min and max."""
+    """stats [N, STATS] = (0, +inf, -inf, 0): identities of the atomic max|x|, min and max."""
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    col = i % 4
-    value = tl.where(col == 1, float("inf"), tl.where(col == 2, float("-inf"), 0.0))
+    col = i % STATS
+    value = tl.where(col == LO, float("inf"), tl.where(col == HI, float("-inf"), 0.0))
     tl.store(stats_ptr + i, value, mask=i < count)
 
 
@@ -46,22 +54,22 @@ def _intensity_kernel(image_ptr, labels_ptr, label_stats_ptr, coef_ptr, scalars_
     v = (pid % tiles) * BLOCK + tl.arange(0, BLOCK)
     inside = v < voxels
     y = tl.load(labels_ptr + b.to(tl.int64) * voxels + v, mask=inside, other=0).to(tl.int32)
-    table = label_stats_ptr + image * (2 * num_labels)
-    x = tl.load(table + 2 * y)
+    table = label_stats_ptr + image * (LABEL_STATS * num_labels)
+    x = tl.load(table + LABEL_STATS * y + LABEL_MEAN)
     # Texture noise only where some label has a texture std (the published default has none).
     k = tl.arange(0, LABELS)
-    stds = tl.load(table + 2 * k + 1, mask=k < num_labels, other=0.0)
+    stds = tl.load(table + LABEL_STATS * k + LABEL_STD, mask=k < num_labels, other=0.0)
     if tl.max(tl.abs(stds), axis=0) > 0.0:
         element = (image % apps).to(tl.int64) * voxels + v
         n1 = philox.normal_at(seed, tl.load(sample_ptr + b), TEXTURE_NOISE, element)
-        x += tl.load(table + 2 * y + 1) * n1
+        x += tl.load(table + LABEL_STATS * y + LABEL_STD) * n1
     pd, ph, pw = voxel_position(v, voxels, H, W)
     psi = log_bias(coef_ptr + image.to(tl.int64) * (nd * nh * nw),
                    scalars_ptr + image * scalar_stride, pd, ph, pw, nd, nh, nw, DIM)
     x = x * tl.exp(psi)
     tl.store(image_ptr + image.to(tl.int64) * voxels + v, x, mask=inside)
-    tl.atomic_max(stats_ptr + image * 4, tl.max(tl.where(inside, tl.abs(x), 0.0), axis=0),
-                  sem="relaxed")
+    tl.atomic_max(stats_ptr + image * STATS + MAX_ABS,
+                  tl.max(tl.where(inside, tl.abs(x), 0.0), axis=0), sem="relaxed")
 
 
 @triton.jit
@@ -83,7 +91,7 @@ def _noise_blur_w_kernel(image_ptr, stats_ptr, scalars_ptr, sample_ptr, seed, ap
     row_base = image.to(tl.int64) * voxels + r * W
     x = tl.load(image_ptr + row_base + w, mask=mask, other=0.0)
     scalars = scalars_ptr + image * scalar_stride
-    amplitude = tl.load(scalars + noise_col) * tl.load(stats_ptr + image * 4)
+    amplitude = tl.load(scalars + noise_col) * tl.load(stats_ptr + image * STATS + MAX_ABS)
     element = (image % apps).to(tl.int64) * voxels + r * W + w
     x += amplitude * philox.normal_at(seed, tl.load(sample_ptr + b), IMAGE_NOISE, element)
     sigma = tl.load(scalars + sigma_col)
@@ -140,8 +148,8 @@ def _blur_lines_kernel(image_ptr, stats_ptr, scalars_ptr, lines, L, S, voxels, t
     if LAST:
         lo = tl.min(tl.min(tl.where(mask, x, float("inf")), axis=1), axis=0)
         hi = tl.max(tl.max(tl.where(mask, x, float("-inf")), axis=1), axis=0)
-        tl.atomic_min(stats_ptr + image * 4 + 1, lo, sem="relaxed")
-        tl.atomic_max(stats_ptr + image * 4 + 2, hi, sem="relaxed")
+        tl.atomic_min(stats_ptr + image * STATS + LO, lo, sem="relaxed")
+        tl.atomic_max(stats_ptr + image * STATS + HI, hi, sem="relaxed")
 
 
 @triton.jit
@@ -153,8 +161,8 @@ def _normalise_kernel(image_ptr, stats_ptr, scalars_ptr, voxels, tiles, scalar_s
     v = (pid % tiles) * BLOCK + tl.arange(0, BLOCK)
     inside = v < voxels
     ptrs = image_ptr + image.to(tl.int64) * voxels + v
-    lo = tl.load(stats_ptr + image * 4 + 1)
-    scale = 1.0 / (tl.load(stats_ptr + image * 4 + 2) - lo + NORMALISE_EPS)
+    lo = tl.load(stats_ptr + image * STATS + LO)
+    scale = 1.0 / (tl.load(stats_ptr + image * STATS + HI) - lo + NORMALISE_EPS)
     gamma = tl.load(scalars_ptr + image * scalar_stride + gamma_col)
     y = (tl.load(ptrs, mask=inside, other=0.0) - lo) * scale
     positive = y > 0.0                         # padded lanes and the minimum itself give 0
@@ -181,7 +189,7 @@ def _blur_lines(image, stats, scalars, images, size, axis, last):
     dim = len(size)
     _blur_lines_kernel[(images * tiles,)](
         image, stats, scalars, lines, length, stride, voxels, tiles, scalars.shape[2],
-        2 * dim + 1 + axis, LAST=last, LP=pow2(length), LINES=per,
+        layout.blur_sigma(dim, axis), LAST=last, LP=pow2(length), LINES=per,
         num_warps=8 if pow2(length) * per >= 4096 else 4)
 
 
@@ -195,7 +203,8 @@ def appearance(image, labels, label_stats, bias_coef, scalars, stats, sample_ind
     num_labels = label_stats.shape[2]
     stride = scalars.shape[2]
 
-    _init_stats_kernel[(triton.cdiv(4 * images, 1024),)](stats, 4 * images, BLOCK=1024)
+    count = layout.STAT_COUNT * images
+    _init_stats_kernel[(triton.cdiv(count, 1024),)](stats, count, BLOCK=1024)
 
     block = flat_block(voxels, 512)
     tiles = triton.cdiv(voxels, block)
@@ -211,7 +220,7 @@ def appearance(image, labels, label_stats, bias_coef, scalars, stats, sample_ind
     tiles = triton.cdiv(rows, per)
     _noise_blur_w_kernel[(images * tiles,)](
         image, stats, scalars, sample_index, seed, apps, rows, width, voxels, tiles, stride,
-        2 * dim, 3 * dim, ROWS=per, WP=wp, num_warps=8 if per * wp >= 2048 else 4)
+        layout.noise_std(dim), layout.blur_sigma(dim, dim - 1), ROWS=per, WP=wp, num_warps=8 if per * wp >= 2048 else 4)
 
     for axis in reversed(range(dim - 1)):   # H, then D: the last one reduces min and max
         _blur_lines(image, stats, scalars, images, size, axis, last=axis == 0)
@@ -219,4 +228,4 @@ def appearance(image, labels, label_stats, bias_coef, scalars, stats, sample_ind
     block = flat_block(voxels, 1024)
     tiles = triton.cdiv(voxels, block)
     _normalise_kernel[(images * tiles,)](image, stats, scalars, voxels, tiles, stride,
-                                         3 * dim + 1, BLOCK=block, num_warps=4)
+                                         layout.gamma(dim), BLOCK=block, num_warps=4)

@@ -58,7 +58,8 @@ def _tap(w0, w1, w2, w3, j: tl.constexpr):
 def log_bias(coef_ptr, scalars_ptr, pd, ph, pw, nd, nh, nw, DIM: tl.constexpr):
     """psi at voxel positions (pd, ph, pw) from coef [nd, nh, nw] (nd = 1 in 2D).
 
-    scalars_ptr: spacing (DIM), offset (DIM) of this (sample, appearance).
+    scalars_ptr: spacing (DIM), offset (DIM) of this (sample, appearance): columns a and
+    DIM + a for axis a (rasd_kernels.layout.bias_spacing / bias_offset).
     """
     acc = tl.zeros_like(pw)
     if DIM == 3:

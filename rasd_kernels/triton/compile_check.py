@@ -95,7 +95,7 @@ def _resources(cubin: bytes) -> str:
 
 def example_launches() -> list:
     """Every launcher, 2D and 3D, on small CPU tensors (GPU tile sizes: not interpreting)."""
-    from rasd_kernels import params
+    from rasd_kernels import layout, params
     from rasd_kernels.config import SynthesisConfig
 
     from . import appearance, bias_field, gmm_shapes, philox_fill
@@ -118,7 +118,7 @@ def example_launches() -> list:
             bias_field(image, ws.bias_coef, ws.scalars)
             appearance(image, torch.zeros(2, *shape, dtype=torch.uint8), ws.label_stats,
                        ws.bias_coef, ws.scalars, ws.stats, index, 11)
-            assert ws.scalars.shape[-1] == params.scalar_count(d)
+            assert ws.scalars.shape[-1] == layout.scalar_count(d)
 
     return record_launches(run_ops)
 
