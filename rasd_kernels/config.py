@@ -18,6 +18,17 @@ from dataclasses import dataclass
 from types import MappingProxyType
 
 SHAPE_MODES = ("perlin", "blobs")
+BORDER_MODES = ("edge", "zeros")
+
+# The widest Gaussian blur of every backend (radius round(3 sigma) = 12 voxels).
+MAX_BLUR_SIGMA = 4.0
+FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+
+
+def psf_sigma(voxel: float) -> float:
+    """Gaussian point-spread function of a voxel of size `voxel`: FWHM = voxel, where a voxel
+    of size 1 (the image's own) adds no blur."""
+    return math.sqrt(max(voxel * voxel - 1.0, 0.0)) / FWHM_PER_SIGMA
 
 # Coarse grid limits of every backend (csrc/common/defs.h; a test compares them).
 MAX_GRID_SCALES = 6
@@ -97,6 +108,26 @@ class SynthesisConfig:
     gamma_min: float = 0.5
     gamma_max: float = 1.5
 
+    # Acquisition (section 9), all off by default as published. Per appearance, each option
+    # fires with its probability. Thick slices: along one axis drawn from thick_slice_axes,
+    # keep every s-th slice (s an int drawn in [min, max], phase drawn in [0, s)) and fill the
+    # others back by linear interpolation. Low resolution: along each axis of lowres_axes, a
+    # voxel size v drawn in [min, max] (in image voxels): blur with a Gaussian point-spread
+    # function of FWHM v, sample every v voxels (random phase) and interpolate back linearly.
+    # Background clearing: label 0 becomes exactly 0 in the final image. Border: "edge"
+    # (a warped position outside the volume reads the field's border value) or "zeros" (the
+    # published construction: the fields are zero outside, reached linearly within a voxel).
+    border: str = "edge"
+    thick_slice_prob: float = 0.0
+    thick_slice_stride_min: int = 2
+    thick_slice_stride_max: int = 6
+    thick_slice_axes: tuple[int, ...] = (0,)
+    lowres_prob: float = 0.0
+    lowres_voxel_min: float = 1.0
+    lowres_voxel_max: float = 4.0
+    lowres_axes: tuple[int, ...] = (0, 1, 2)
+    clear_background_prob: float = 0.0
+
     def __post_init__(self) -> None:
         if self.shapes not in SHAPE_MODES:
             raise ValueError(f"config.shapes must be one of {SHAPE_MODES}, got {self.shapes!r}")
@@ -126,8 +157,65 @@ class SynthesisConfig:
         _range_ok(self, "bias_std", min_value=0.0, max_value=5.0)
         _range_ok(self, "bias_fwhm", min_value=1.0)
         _range_ok(self, "noise_std", min_value=0.0)
-        _range_ok(self, "blur_sigma", min_value=0.0, max_value=4.0)
+        _range_ok(self, "blur_sigma", min_value=0.0, max_value=MAX_BLUR_SIGMA)
         _range_ok(self, "gamma", min_value=1e-3, max_value=10.0)
+        self._check_acquisition()
+
+    def _check_acquisition(self) -> None:
+        if self.border not in BORDER_MODES:
+            raise ValueError(f"config.border must be one of {BORDER_MODES}, got {self.border!r}")
+        if self.border == "zeros" and self.shapes != "perlin":
+            raise ValueError("config.border='zeros' applies to shapes='perlin' (blob scores are "
+                             "not resampled fields)")
+        for name in ("thick_slice_prob", "lowres_prob", "clear_background_prob"):
+            value = _number(name, getattr(self, name))
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"config.{name} must be in [0, 1], got {value}")
+            object.__setattr__(self, name, value)
+        lo, hi = self.thick_slice_stride_min, self.thick_slice_stride_max
+        for which, v in (("min", lo), ("max", hi)):
+            if not isinstance(v, numbers.Integral) or isinstance(v, bool) or not 1 <= v <= 64:
+                raise ValueError(f"config.thick_slice_stride_{which} must be an int in [1, 64], "
+                                 f"got {v!r}")
+        if lo > hi:
+            raise ValueError(f"config.thick_slice_stride_min ({lo}) must not exceed "
+                             f"config.thick_slice_stride_max ({hi})")
+        object.__setattr__(self, "thick_slice_stride_min", int(lo))
+        object.__setattr__(self, "thick_slice_stride_max", int(hi))
+        _range_ok(self, "lowres_voxel", min_value=1.0, max_value=64.0)
+        for name in ("thick_slice_axes", "lowres_axes"):
+            axes = getattr(self, name)
+            if (not isinstance(axes, (tuple, list)) or not axes or len(set(axes)) != len(axes)
+                    or any(not isinstance(a, numbers.Integral) or isinstance(a, bool)
+                           or not 0 <= a <= 2 for a in axes)):
+                raise ValueError(f"config.{name} must be a non-empty tuple of distinct spatial "
+                                 f"axes in 0, 1, 2, got {axes!r}")
+            object.__setattr__(self, name, tuple(int(a) for a in axes))
+        if self.lowres_prob > 0:
+            widest = math.hypot(self.blur_sigma_max, psf_sigma(self.lowres_voxel_max))
+            if widest > MAX_BLUR_SIGMA:
+                raise ValueError(
+                    f"config.lowres_voxel_max ({self.lowres_voxel_max}) with blur_sigma_max "
+                    f"({self.blur_sigma_max}) blurs with sigma {widest:.2f} voxels; at most "
+                    f"{MAX_BLUR_SIGMA} is supported (the point-spread function of voxel size v "
+                    "has FWHM v)")
+
+    def check_axes(self, d: int) -> None:
+        """Some acquisition axis of each enabled option exists in a d-dimensional image (axes
+        beyond the image's are left out: the default (0, 1, 2) serves 2D too)."""
+        for name, prob in (("thick_slice_axes", self.thick_slice_prob),
+                           ("lowres_axes", self.lowres_prob)):
+            if prob > 0 and not self.acquisition_axes(name, d):
+                raise ValueError(f"config.{name} {getattr(self, name)} names no axis of a "
+                                 f"{d}D image")
+
+    def acquisition_axes(self, name: str, d: int) -> tuple[int, ...]:
+        """thick_slice_axes or lowres_axes restricted to a d-dimensional image."""
+        return tuple(a for a in getattr(self, name) if a < d)
+
+    @property
+    def acquisition_enabled(self) -> bool:
+        return self.thick_slice_prob > 0 or self.lowres_prob > 0
 
     def replace(self, **changes) -> "SynthesisConfig":
         """A copy with some fields changed (validated again)."""

@@ -44,8 +44,24 @@ def gamma(d: int) -> int:
     return 3 * d + 1
 
 
+def resample_step(d: int, axis: int = 0) -> int:
+    """Acquisition resampling along `axis`: samples every `step` voxels (1 with offset 0:
+    not resampled)."""
+    return 3 * d + 2 + axis
+
+
+def resample_offset(d: int, axis: int = 0) -> int:
+    """Phase of the acquisition samples along `axis`, in voxels."""
+    return 4 * d + 2 + axis
+
+
+def clear_background(d: int) -> int:
+    """1 where label 0 becomes 0 in the final image, else 0."""
+    return 5 * d + 2
+
+
 def scalar_count(d: int) -> int:
-    return 3 * d + 2
+    return 5 * d + 3
 
 
 def scalar_slices(d: int) -> dict[str, slice]:
@@ -56,7 +72,19 @@ def scalar_slices(d: int) -> dict[str, slice]:
         "noise_std": slice(noise_std(d), noise_std(d) + 1),
         "blur_sigma": slice(blur_sigma(d), blur_sigma(d) + d),
         "gamma": slice(gamma(d), gamma(d) + 1),
+        "resample_step": slice(resample_step(d), resample_step(d) + d),
+        "resample_offset": slice(resample_offset(d), resample_offset(d) + d),
+        "clear_background": slice(clear_background(d), clear_background(d) + 1),
     }
+
+
+def set_no_acquisition(scalars, d: int) -> None:
+    """Acquisition columns of scalars [..., scalar_count(d)] that change nothing: no axis
+    resampled, no background cleared."""
+    columns = scalar_slices(d)
+    scalars[..., columns["resample_step"]] = 1.0
+    scalars[..., columns["resample_offset"]] = 0.0
+    scalars[..., columns["clear_background"]] = 0.0
 
 
 # ---- blob parameters -----------------------------------------------------------------------
@@ -94,8 +122,11 @@ def entries(d: int) -> dict[str, int]:
            "blob_param_count": blob_param_count(d), "blob_precision": blob_precision(d),
            "blob_log_weight": blob_log_weight(d), "LABEL_MEAN": LABEL_MEAN,
            "LABEL_STD": LABEL_STD, "LABEL_STATS": LABEL_STATS, "STAT_MAX_ABS": STAT_MAX_ABS,
-           "STAT_LO": STAT_LO, "STAT_HI": STAT_HI, "STAT_COUNT": STAT_COUNT}
+           "STAT_LO": STAT_LO, "STAT_HI": STAT_HI, "STAT_COUNT": STAT_COUNT,
+           "clear_background": clear_background(d)}
     for axis in range(d):
+        out[f"resample_step_{axis}"] = resample_step(d, axis)
+        out[f"resample_offset_{axis}"] = resample_offset(d, axis)
         out[f"bias_spacing_{axis}"] = bias_spacing(d, axis)
         out[f"bias_offset_{axis}"] = bias_offset(d, axis)
         out[f"blur_sigma_{axis}"] = blur_sigma(d, axis)

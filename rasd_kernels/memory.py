@@ -46,12 +46,13 @@ def cpu_scratch_bytes(batch: int, shape, num_labels: int, apps: int, config: Syn
     # per-row maxima and per-unit minima / maxima of the appearance passes.
     per_pair = (D * ny * nx if d == 3 else 0) + 10 * W + 16
     per_pair += rows + 2 * (D + H) * math.ceil(W / COLUMN_BLOCK) + 2 * rows
+    per_pair += 8 * (D + H + W)    # acquisition resampling: 4 taps per voxel of each axis
     # Per thread: the largest scratch of any loop (appearance rows and column blocks, the
     # spline maximum's planes, the label rows).
     per_thread = max(4 * W, 2 * W + 2 * MAX_BLUR_RADIUS,
                      (max(D, H) + 2 * MAX_BLUR_RADIUS) * COLUMN_BLOCK,
                      ny * nx + 2 * py * nx + py,
-                     (2 + d) * W + max(config.warp_nodes))
+                     (3 + d) * W + max(config.warp_nodes))
     # The AVX-512 label kernel's field tables: 2^d coefficients per cell of the union of the
     # field lattices, per (sample, label).
     union = sum(config.field_nodes) if config.shapes == "perlin" else 1

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from . import layout, streams
-from .config import BIAS_SPACING_PER_FWHM, SynthesisConfig
+from .config import BIAS_SPACING_PER_FWHM, FWHM_PER_SIGMA, SynthesisConfig
 from .ops.philox_fill import philox_fill
 from .ops.spline_maximum import spline_maximum
 
@@ -36,6 +36,7 @@ class Workspace:
     fields: torch.Tensor        # perlin [B, K, sum n^d]; blobs [B, K, blob_param_count]
     warps: torch.Tensor         # [B, K or 1, d, sum n^d]
     appearance_u: torch.Tensor  # [B, A, n_appearance] uniforms
+    acquisition_u: torch.Tensor  # [B, A, n_acquisition] uniforms
     label_stats: torch.Tensor   # [B, A, K, 2] (mean, texture std)
     bias_coef: torch.Tensor     # [B, A, *bias nodes]
     scalars: torch.Tensor       # [B, A, layout.scalar_count(d)]
@@ -48,6 +49,11 @@ def anatomy_count(config: SynthesisConfig, num_labels: int, d: int) -> int:
         return len(config.field_nodes) + len(config.warp_nodes)
     rotation = 3 if d == 3 else 1
     return len(config.warp_nodes) + num_labels * (2 * d + 1 + rotation)
+
+
+def acquisition_count(d: int) -> int:
+    """Uniforms per appearance of the acquisition options (draw_acquisition)."""
+    return 6 + 2 * d
 
 
 def appearance_count(num_labels: int, d: int) -> int:
@@ -70,6 +76,7 @@ def make_workspace(batch: int, shape, num_labels: int, apps: int, config: Synthe
         fields=fields,
         warps=torch.empty(batch, warp_labels, d, layout.grid_total(config.warp_nodes, d), **f32),
         appearance_u=torch.empty(batch, apps, appearance_count(K, d), **f32),
+        acquisition_u=torch.empty(batch, apps, acquisition_count(d), **f32),
         label_stats=torch.empty(batch, apps, K, layout.LABEL_STATS, **f32),
         bias_coef=torch.empty(batch, apps, *config.bias_nodes_for(tuple(shape)), **f32),
         scalars=torch.empty(batch, apps, layout.scalar_count(d), **f32),
@@ -177,3 +184,55 @@ def draw_appearance(ws: Workspace, shape, config: SynthesisConfig, seed: int,
     target = bias_std * expected_max_of_normals(math.prod(shape))
     largest = spline_maximum(ws.bias_coef, ws.scalars, shape, backend)
     ws.bias_coef.mul_((target / largest).reshape(*target.shape, *([1] * d)))
+    draw_acquisition(ws, shape, config, seed, backend)
+
+
+def _pick(u: torch.Tensor, count: int) -> torch.Tensor:
+    """An integer in [0, count) from a uniform in (0, 1)."""
+    return torch.clamp((u * count).floor(), max=count - 1)
+
+
+def draw_acquisition(ws: Workspace, shape, config: SynthesisConfig, seed: int,
+                     backend: str) -> None:
+    """The acquisition columns of ws.scalars (thick slices, low resolution, background
+    clearing; SynthesisConfig): from their own Philox stream, so turning an option on
+    changes nothing else of a sample. With every option off nothing is drawn."""
+    d = len(shape)
+    sl = layout.scalar_slices(d)
+    layout.set_no_acquisition(ws.scalars, d)
+    if not (config.acquisition_enabled or config.clear_background_prob > 0):
+        return
+    config.check_axes(d)
+    u = ws.acquisition_u
+    philox_fill(u, ws.sample_index, seed, streams.ACQUISITION_PARAMS, "uniform", backend)
+    step = ws.scalars[..., sl["resample_step"]]           # views into the scalars
+    offset = ws.scalars[..., sl["resample_offset"]]
+    blur = ws.scalars[..., sl["blur_sigma"]]
+    # Low resolution: a voxel size v per axis; its point-spread function joins the blur.
+    # (Python ints index and compare below: no host-to-device copy, so a CUDA graph captures
+    # it.)
+    lowres = (u[..., 4:5] < config.lowres_prob).float()               # [B, A, 1]
+    on = torch.zeros_like(blur)                                        # [B, A, d]
+    for a in config.acquisition_axes("lowres_axes", d):
+        on[..., a] = lowres[..., 0]
+    voxel = _lerp(u[..., 5:5 + d], config.lowres_voxel_min, config.lowres_voxel_max)
+    psf = torch.sqrt(torch.clamp(voxel * voxel - 1.0, min=0.0)) / FWHM_PER_SIGMA
+    blur.copy_(torch.where(on > 0, torch.sqrt(blur * blur + psf * psf), blur))
+    step.copy_(torch.where(on > 0, voxel, step))
+    offset.copy_(torch.where(on > 0, u[..., 5 + d:5 + 2 * d] * voxel, offset))
+    # Thick slices: one axis keeps every s-th slice (an int), at an int phase in [0, s).
+    axes = config.acquisition_axes("thick_slice_axes", d)
+    pick = _pick(u[..., 1], len(axes))
+    axis = torch.full_like(pick, -1.0)
+    for k, a in enumerate(axes):
+        axis = torch.where(pick == k, float(a), axis)
+    axis = torch.where(u[..., 0] < config.thick_slice_prob, axis, -1.0)  # -1: no thick axis
+    strides = config.thick_slice_stride_max - config.thick_slice_stride_min + 1
+    stride = config.thick_slice_stride_min + _pick(u[..., 2], strides)
+    phase = torch.minimum((u[..., 3] * stride).floor(), stride - 1)
+    for a in range(d):
+        chosen = axis == a
+        step[..., a].copy_(torch.where(chosen, stride, step[..., a]))
+        offset[..., a].copy_(torch.where(chosen, phase, offset[..., a]))
+    clear = (u[..., 5 + 2 * d:6 + 2 * d] < config.clear_background_prob).float()
+    ws.scalars[..., sl["clear_background"]].copy_(clear)

@@ -22,7 +22,7 @@ def draw_labels(ws: params.Workspace, label: torch.Tensor, config: SynthesisConf
     shape = tuple(label.shape[1:])
     params.draw_anatomy(ws, shape, config, seed, backend)
     return gmm_shapes(label, ws.fields, ws.warps, config.field_nodes, config.warp_nodes,
-                      config.shapes, backend)
+                      config.shapes, backend, config.border)
 
 
 def draw_images(ws: params.Workspace, image: torch.Tensor, label: torch.Tensor,

@@ -15,6 +15,7 @@ APPEARANCE_PARAMS = 4  # uniform, [A, n_params] per appearance a = view * C + ch
 BIAS_GRIDS = 5        # normal, [A, prod(bias nodes)] bias spline coefficients
 TEXTURE_NOISE = 6     # normal, [A, voxels] per-label texture noise n1
 IMAGE_NOISE = 7       # normal, [A, voxels] additive noise n2
+ACQUISITION_PARAMS = 8  # uniform, [A, n_acquisition] thick slices, low resolution, background
 
 ALL = {name: value for name, value in globals().items() if name.isupper()}
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rasd_kernels.ops import appearance
-from rasd_kernels.layout import scalar_count, scalar_slices
+from rasd_kernels.layout import scalar_count, scalar_slices, set_no_acquisition
 
 from conftest import generator
 
@@ -38,6 +38,7 @@ def random_inputs(shape, K, texture, seed, batch=2, apps=2):
     s[..., sl["noise_std"]] = 0.05 + 0.35 * torch.rand(batch, apps, 1, generator=g)
     s[..., sl["blur_sigma"]] = torch.rand(batch, apps, d, generator=g)
     s[..., sl["gamma"]] = 0.5 + torch.rand(batch, apps, 1, generator=g)
+    set_no_acquisition(s, d)
     index = torch.randint(0, 1 << 40, (batch,), generator=g)
     return labels, stats, coef, s, index
 
@@ -65,6 +66,7 @@ def test_matches_reference(backend, device, case):
 def _plain_scalars(d, blur=0.0, gamma=1.0):
     """Bias spacing 4 with zero coefficients (no bias), no noise, given blur and gamma."""
     s = torch.zeros(1, 1, scalar_count(d))
+    set_no_acquisition(s, d)
     sl = scalar_slices(d)
     s[..., sl["bias_spacing"]] = 4.0
     s[..., sl["blur_sigma"]] = blur

@@ -31,7 +31,7 @@ import torch
 import rasd_kernels as rk
 from rasd_kernels import backends, params
 from rasd_kernels.backends import cuda
-from rasd_kernels.layout import grid_total, scalar_count, scalar_slices
+from rasd_kernels.layout import grid_total, scalar_count, scalar_slices, set_no_acquisition
 from rasd_kernels.reference import philox
 
 from conftest import MAX_TIE_FRACTION, assert_labels_match, generator, random_blob_params
@@ -331,6 +331,7 @@ def appearance_inputs(shape, K, texture, seed, sigma=None, batch=2, apps=2):
     s[..., sl["blur_sigma"]] = torch.rand(batch, apps, d, generator=g) if sigma is None \
         else torch.tensor(sigma, dtype=torch.float32)
     s[..., sl["gamma"]] = 0.5 + torch.rand(batch, apps, 1, generator=g)
+    set_no_acquisition(s, d)
     index = torch.randint(0, 1 << 40, (batch,), generator=g)
     return labels, stats, coef, s, index
 
@@ -486,6 +487,12 @@ def emulated_backend(emulated, monkeypatch):
     ((17, 19, 16), 6, rk.SynthesisConfig(texture_std_max=0.2), 2),
     ((37, 29), 11, rk.SynthesisConfig(), 1),
     ((21, 19), 5, rk.SynthesisConfig(shapes="blobs", blur_sigma_max=3.0), 2),
+    ((17, 18, 16), 5, rk.SynthesisConfig(thick_slice_prob=0.7, lowres_prob=0.7,
+                                         clear_background_prob=0.5, border="zeros",
+                                         warp_std_max=5.0), 2),
+    ((33, 30), 7, rk.SynthesisConfig(thick_slice_prob=1.0, thick_slice_axes=(0, 1),
+                                     lowres_prob=1.0, lowres_voxel_max=6.0,
+                                     clear_background_prob=1.0), 1),
 ])
 def test_whole_synthesis_on_the_emulated_kernels_matches_the_cpu_backend(
         emulated_backend, shape, K, config, views):
@@ -497,7 +504,7 @@ def test_whole_synthesis_on_the_emulated_kernels_matches_the_cpu_backend(
     torch.arange(9, 11, out=ws.sample_index)
     params.draw_anatomy(ws, shape, config, 21, "reference")
     assert_labels_match(got[1], ws.fields, ws.warps, config.field_nodes, config.warp_nodes,
-                        config.shapes)
+                        config.shapes, config.border)
     differ = got[1] != cpu_label
     assert float(differ.float().mean()) <= MAX_TIE_FRACTION
     if not differ.any():

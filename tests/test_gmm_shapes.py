@@ -71,6 +71,42 @@ def test_hand_checked_ramp_with_shift_ties_and_clamping(backend_or_reference, sh
     assert torch.equal(labels.cpu(), expected)
 
 
+@pytest.mark.parametrize("case", [0, 1, 2, 4])
+def test_border_zeros_matches_reference(backend, device, case):
+    """Warps of up to a quarter of the size push many positions out of the volume."""
+    shape, K, field_nodes, warp_nodes, mode = CASES[case]
+    fields, warps = random_inputs(shape, K, field_nodes, warp_nodes, mode, 7)
+    warps *= 4
+    labels = torch.full((2, *shape), 255, dtype=torch.uint8, device=device)
+    gmm_shapes(labels, fields.to(device), warps.to(device), field_nodes, warp_nodes, mode,
+               backend=backend, border="zeros")
+    assert_labels_match(labels, fields, warps, field_nodes, warp_nodes, mode, "zeros")
+    edge = torch.empty_like(labels)
+    gmm_shapes(edge, fields.to(device), warps.to(device), field_nodes, warp_nodes, mode,
+               backend=backend)
+    assert not torch.equal(edge, labels)        # the border mode changes the labels
+
+
+@pytest.mark.parametrize("border,expected", [
+    # edge: label 0's field reads its border value 0.5 > 0.2 wherever it lands
+    ("edge", [0, 0, 0, 0, 0, 0, 0, 0, 0]),
+    # zeros: shifted 7.5 voxels right, column w lands at q_w = w + 7.5, w - 0.5 voxels
+    # outside from w = 1 on: factor 0.5 at w = 1 (0.25 still beats label 1's 0.2), 0 from
+    # w = 2 on
+    ("zeros", [0, 0, 1, 1, 1, 1, 1, 1, 1]),
+])
+def test_hand_checked_border(backend_or_reference, border, expected):
+    backend, device = backend_or_reference
+    H, W = 3, 9
+    fields = torch.tensor([[0.5] * 4, [0.2] * 4]).unsqueeze(0)
+    warps = torch.zeros(1, 2, 2, 4)
+    warps[:, 0, 1] = 7.5                        # label 0 moves 7.5 voxels along W
+    labels = torch.empty(1, H, W, dtype=torch.uint8, device=device)
+    gmm_shapes(labels, fields.to(device), warps.to(device), [2], [2], "perlin", backend=backend,
+               border=border)
+    assert labels.cpu()[0].tolist() == [expected] * H
+
+
 def test_constant_fields_pick_the_largest_whatever_the_warp(backend_or_reference):
     backend, device = backend_or_reference
     shape = (6, 7, 8)
@@ -93,12 +129,13 @@ def test_blobs_nearest_centre(backend_or_reference):
     assert torch.equal(labels.cpu(), expected)
 
 
-def test_opcheck(backend, device):
+@pytest.mark.parametrize("border", ["edge", "zeros"])
+def test_opcheck(backend, device, border):
     fields, warps = random_inputs((7, 9, 11), 3, [4, 3], [5, 3], "perlin", 0)
     labels = torch.empty(2, 7, 9, 11, dtype=torch.uint8, device=device)
     torch.library.opcheck(torch.ops.rasd.gmm_shapes.default,
                           (labels, fields.to(device), warps.to(device), [4, 3], [5, 3],
-                           "perlin", backend))
+                           "perlin", border, backend))
 
 
 @pytest.mark.parametrize("change,error,match", [
@@ -106,6 +143,7 @@ def test_opcheck(backend, device):
     (dict(fields=torch.empty(2, 3, 5)), ValueError, "fields must have shape"),
     (dict(warps=torch.empty(2, 3, 2, 152)), ValueError, "warps must have shape"),
     (dict(mode="voronoi"), ValueError, "mode must be one of"),
+    (dict(border="wrap"), ValueError, "border must be one of"),
     (dict(field_nodes=[1]), ValueError, "field_nodes must be"),
     (dict(labels=torch.empty(2, 3, 9, 11, dtype=torch.uint8)), ValueError, "too small"),
     (dict(fields=torch.empty(2, 256, 91)), ValueError, "number of labels"),

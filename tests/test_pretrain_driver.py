@@ -4,9 +4,11 @@ two views, and rasd-sample. Tiny sizes (32^2, a few steps) keep it to seconds on
 import csv
 import os
 import runpy
+import shlex
 import socket
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -105,11 +107,21 @@ def test_unwritable_output_folder_is_refused(tmp_path, capsys):
 
 # ---- the training loop -----------------------------------------------------------------------
 
-def test_readme_main_job_runs_and_prints_its_checkpoint(tmp_path, capsys):
-    # The README command with fewer steps (same preset, same code path).
+def _readme_pretraining_demo() -> list[str]:
+    """The arguments of the README's first rasd-pretrain command."""
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    line = next(l for l in readme.splitlines() if "bin/rasd-pretrain --preset cpu-small" in l)
+    return shlex.split(line.split("#")[0])[1:]
+
+
+def test_readme_pretraining_demo_runs_and_prints_its_checkpoint(tmp_path, capsys):
+    # The README's demo command as written, but 2 steps and a temporary --out.
+    args = _readme_pretraining_demo()
+    assert args[args.index("--preset") + 1] == "cpu-small"
+    args[args.index("--steps") + 1] = "2"
     out = tmp_path / "demo"
-    assert cli.main(["--preset", "cpu-small", "--steps", "2", "--out", str(out),
-                     "--no-progress"]) == 0
+    args[args.index("--out") + 1] = str(out)
+    assert cli.main([*args, "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert f"checkpoint: {out}/checkpoints/last.pt" in printed
     assert (out / "checkpoints" / "last.pt").is_file() and (out / "config.yaml").is_file()

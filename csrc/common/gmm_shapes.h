@@ -13,6 +13,16 @@ RASD_HD float warped_coordinate(float p, float u, int size) {
   return clamp_to(p + u, 0.0f, float(size - 1));
 }
 
+// Perlin mode, border "zeros" (the published zero padding): the factor of a field read at the
+// displaced coordinate p + u along one axis, 1 inside the volume, falling linearly to 0 one
+// voxel outside it. A label's score is its field at the clamped position times the product
+// of the axes' factors.
+RASD_HD float border_factor(float p, float u, int size) {
+  const float q = p + u;
+  const float outside = max_of(max_of(-q, q - float(size - 1)), 0.0f);
+  return max_of(1.0f - outside, 0.0f);
+}
+
 // Blobs mode: score = log w - 0.5 v^T A v with v = q - centre, q = p + u the warped position
 // (not clamped). p holds one label's parameters (layout::blob_*): centre, the upper triangle
 // of A row by row, log w.

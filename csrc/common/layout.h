@@ -13,7 +13,12 @@ RASD_HD int bias_offset(int d, int axis) { return d + axis; }
 RASD_HD int noise_std(int d) { return 2 * d; }
 RASD_HD int blur_sigma(int d, int axis) { return 2 * d + 1 + axis; }
 RASD_HD int gamma(int d) { return 3 * d + 1; }
-RASD_HD int scalar_count(int d) { return 3 * d + 2; }
+// Acquisition (rasd_kernels.layout): per axis the resampling step and phase in voxels
+// (step 1 and phase 0: the axis is not resampled), then 1 where label 0 is cleared.
+RASD_HD int resample_step(int d, int axis) { return 3 * d + 2 + axis; }
+RASD_HD int resample_offset(int d, int axis) { return 4 * d + 2 + axis; }
+RASD_HD int clear_background(int d) { return 5 * d + 2; }
+RASD_HD int scalar_count(int d) { return 5 * d + 3; }
 
 // Blob parameters [B, K, d + d(d+1)/2 + 1] (params.blob_param_count): centre (d), the upper
 // triangle of the precision matrix row by row, then the log weight.

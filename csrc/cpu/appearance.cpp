@@ -1,9 +1,12 @@
 // appearance: labels -> image, in five passes over each (sample, appearance):
 //   1. rows:    x = mean[y] (+ std[y] n1), x *= exp(psi); max|x| per row
-//   2. rows:    x += noise_std M n2, blur along W through a line buffer
-//   3. columns: blur along H in place, a block of columns at a time (2D and 3D)
-//   4. columns: blur along D in place (3D)
-//   5. rows:    x = ((x - lo) / (hi - lo + 1e-6)) ^ gamma
+//   2. rows:    x += noise_std M n2, blur along W through a line buffer, then the W
+//               acquisition resampling (thick slices, low resolution) where it is on
+//   3. columns: blur along H in place, a block of columns at a time (2D and 3D), then the H
+//               resampling
+//   4. columns: blur along D in place (3D), then the D resampling
+//   5. rows:    x = ((x - lo) / (hi - lo + 1e-6)) ^ gamma; 0 where the label is 0 if the
+//               appearance clears its background
 // The min/max of the blurred image is taken in whichever of passes 2-4 runs last. Every unit
 // of work writes disjoint voxels and reductions are max/min, so the result does not depend
 // on the number of threads.
@@ -14,6 +17,7 @@
 #include "../common/gaussian.h"
 #include "../common/layout.h"
 #include "../common/mathf.h"
+#include "../common/resample.h"
 #include "../common/streams.h"
 #include "cpu.h"
 
@@ -27,16 +31,51 @@ constexpr int COLUMN_BLOCK = 64;  // columns per unit of the H and D blurs
 // last-level cache (a 128^3 float image is 8 MB: one pair per group in 3D).
 constexpr int64_t CACHED_IMAGE_BYTES = int64_t(8) << 20;
 
+// The acquisition resampling of one axis: per output voxel the four taps of resample_taps
+// (csrc/common/resample.h), tabulated once per (pair, axis); empty when the axis is not
+// resampled.
+struct Resampling {
+  std::vector<int> index;    // [n][4]
+  std::vector<float> weight;  // [n][4]
+  bool on() const { return !index.empty(); }
+  void plan(int n, float step, float offset) {
+    if (!resampled(step, offset)) return;
+    index.resize(4 * size_t(n));
+    weight.resize(4 * size_t(n));
+    for (int i = 0; i < n; ++i) {
+      const ResampleTaps t = resample_taps(n, step, offset, i);
+      for (int e = 0; e < 4; ++e) {
+        index[4 * size_t(i) + e] = t.index[e];
+        weight[4 * size_t(i) + e] = t.weight[e];
+      }
+    }
+  }
+};
+
 struct Pair {  // one (sample, appearance)
   const float* stats;   // label_stats [K, 2]
   bool texture;         // some label has a texture std != 0
+  bool clear;           // label 0 becomes 0 at the end
   float noise_std;
   float gamma;
   int radius[3];        // blur radius along D, H, W (D unused in 2D)
   float taps[3][MAX_BLUR_TAPS];
+  Resampling resample[3];  // along D, H, W
   PhiloxStream texture_noise, image_noise;
   uint64_t app;         // a: which noise elements are this appearance's
+  // Whether the pass along D, H or W changes the image (blur or resampling).
+  bool active(int slot) const { return radius[slot] > 0 || resample[slot].on(); }
 };
+
+// out[i] = sum of the four taps of output i over in[] (one line of n voxels).
+void resample_line(const float* RASD_RESTRICT in, const Resampling& r, int n,
+                   float* RASD_RESTRICT out) {
+  for (int i = 0; i < n; ++i) {
+    const int* at = &r.index[4 * size_t(i)];
+    const float* w = &r.weight[4 * size_t(i)];
+    out[i] = w[0] * in[at[0]] + w[1] * in[at[1]] + w[2] * in[at[2]] + w[3] * in[at[3]];
+  }
+}
 
 // mean[y] and std[y] of one row. Elsewhere a scalar loop on purpose: per-lane table lookups
 // vectorise into emulated gathers, which are slower than two scalar loads per voxel.
@@ -135,6 +174,31 @@ void blur_columns(float* RASD_RESTRICT base, int L, int64_t stride, int cols,
   }
 }
 
+// Resample `cols` contiguous columns along a strided axis of length L, in place, through buf
+// ([L][COLUMN_BLOCK]).
+void resample_columns(float* RASD_RESTRICT base, int L, int64_t stride, int cols,
+                      const Resampling& r, float* RASD_RESTRICT buf) {
+  for (int l = 0; l < L; ++l) std::copy(base + l * stride, base + l * stride + cols,
+                                        buf + size_t(l) * COLUMN_BLOCK);
+  for (int l = 0; l < L; ++l) {
+    const int* at = &r.index[4 * size_t(l)];
+    const float* w = &r.weight[4 * size_t(l)];
+    const float* r0 = buf + size_t(at[0]) * COLUMN_BLOCK;
+    const float* r1 = buf + size_t(at[1]) * COLUMN_BLOCK;
+    const float* r2 = buf + size_t(at[2]) * COLUMN_BLOCK;
+    const float* r3 = buf + size_t(at[3]) * COLUMN_BLOCK;
+    float* out = base + l * stride;
+    for (int c = 0; c < cols; ++c)
+      out[c] = w[0] * r0[c] + w[1] * r1[c] + w[2] * r2[c] + w[3] * r3[c];
+  }
+}
+
+// x[i] = 0 where labels[i] == 0 (background clearing).
+void clear_background_row(const uint8_t* RASD_RESTRICT labels, int W, float* RASD_RESTRICT x) {
+  for (int i = 0; i < W; ++i)
+    if (labels[i] == 0) x[i] = 0.0f;
+}
+
 RASD_CPU_CLONES
 void normalise_row_portable(float* RASD_RESTRICT x, int W, float lo, float factor,
                             float gamma) {
@@ -163,7 +227,7 @@ struct PassGroup {
 };
 
 // Which pass sees the final values (and so takes the min / max) differs per pair.
-int last_pass(const Pair& q) { return q.radius[0] > 0 ? 4 : q.radius[1] > 0 ? 3 : 2; }
+int last_pass(const Pair& q) { return q.active(0) ? 4 : q.active(1) ? 3 : 2; }
 
 // The five passes over one group of pairs; top, lo, hi (per pair of the call) receive
 // max|x| after pass 1 and the min / max of the blurred image.
@@ -235,7 +299,12 @@ void run_passes(const PassGroup& g, std::vector<float>& top, std::vector<float>&
     normal_range(q.image_noise, voxel_noise_element(q.app, V, r * W), W, noise);
     const int rw = q.radius[2];
     add_noise_padded(x, noise, noise_scale(q.noise_std, top[size_t(p)]), W, rw, line);
-    convolve_line(line, q.taps[2], rw, W, x);
+    if (q.resample[2].on()) {   // blur into the noise buffer (free now), resample into x
+      convolve_line(line, q.taps[2], rw, W, noise);
+      resample_line(noise, q.resample[2], W, x);
+    } else {
+      convolve_line(line, q.taps[2], rw, W, x);
+    }
     if (last_pass(q) == 2) min_max(x, W, unit_lo[size_t(unit)], unit_hi[size_t(unit)]);
   });
   reduce_minmax(rows, 2);
@@ -253,12 +322,14 @@ void run_passes(const PassGroup& g, std::vector<float>& top, std::vector<float>&
                  [&](int64_t unit, float* buf) {
       const int64_t p = pair_of(unit, units_per_pair), rest = unit % units_per_pair;
       const Pair& q = g.pair[size_t(p)];
-      if (q.radius[slot] == 0) return;
+      if (!q.active(slot)) return;
       const int64_t line = rest / blocks, w0 = (rest % blocks) * COLUMN_BLOCK;
       const int cols = int(std::min<int64_t>(COLUMN_BLOCK, W - w0));
       const int64_t line_offset = pass == 3 ? line * int64_t(ext.H) * W : line * W;
       float* base = g.image + p * V + line_offset + w0;
-      blur_columns(base, L, stride, cols, q.taps[slot], q.radius[slot], buf);
+      if (q.radius[slot] > 0)
+        blur_columns(base, L, stride, cols, q.taps[slot], q.radius[slot], buf);
+      if (q.resample[slot].on()) resample_columns(base, L, stride, cols, q.resample[slot], buf);
       if (last_pass(q) == pass) {
         for (int l = 0; l < L; ++l)
           min_max(base + l * stride, cols, unit_lo[size_t(unit)], unit_hi[size_t(unit)]);
@@ -271,8 +342,9 @@ void run_passes(const PassGroup& g, std::vector<float>& top, std::vector<float>&
   parallel_for(n * rows, 0, [&](int64_t unit, float*) {
     const int64_t p = pair_of(unit, rows), r = unit % rows;
     const Pair& q = g.pair[size_t(p)];
-    normalise_row(g.image + p * V + r * W, W, lo[size_t(p)],
-                  normalise_factor(lo[size_t(p)], hi[size_t(p)]), q.gamma);
+    float* x = g.image + p * V + r * W;
+    normalise_row(x, W, lo[size_t(p)], normalise_factor(lo[size_t(p)], hi[size_t(p)]), q.gamma);
+    if (q.clear) clear_background_row(g.labels + (p / g.apps) * V + r * W, W, x);
   });
 }
 
@@ -302,6 +374,7 @@ void appearance(float* image, const uint8_t* labels, const float* label_stats,
       q.texture |= q.stats[label_stats_offset(k, K) + layout::LABEL_STD] != 0.0f;
     q.noise_std = s[layout::noise_std(d)];
     q.gamma = s[layout::gamma(d)];
+    q.clear = s[layout::clear_background(d)] != 0.0f;
     q.radius[0] = 0;
     q.taps[0][0] = 1.0f;
     for (int axis = 0; axis < d; ++axis) {
@@ -311,6 +384,9 @@ void appearance(float* image, const uint8_t* labels, const float* label_stats,
         throw std::invalid_argument("blur sigma above 4 voxels is not supported");
       q.radius[slot] = gaussian_taps(sigma, q.taps[slot]);
       max_r = max_of(max_r, q.radius[slot]);
+      const int sizes[3] = {ext.D, ext.H, ext.W};
+      q.resample[slot].plan(sizes[slot], s[layout::resample_step(d, axis)],
+                            s[layout::resample_offset(d, axis)]);
     }
     const uint64_t sample = uint64_t(sample_index[b]);
     q.texture_noise = philox_stream(seed, sample, streams::TEXTURE_NOISE);

@@ -71,7 +71,7 @@ void philox_fill(float* out, int64_t batch, int64_t per_sample, const int64_t* s
 
 void gmm_shapes(uint8_t* labels, const float* fields, const float* warps, int64_t batch,
                 int num_labels, const Extent& ext, const std::vector<int>& field_nodes,
-                const std::vector<int>& warp_nodes, bool blobs);
+                const std::vector<int>& warp_nodes, bool blobs, bool zeros);
 
 void bias_field(float* image, const float* coef, const float* scalars, int64_t batch,
                 int apps, const Extent& ext, const std::vector<int>& nodes, int scalar_stride);

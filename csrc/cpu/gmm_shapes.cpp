@@ -44,10 +44,18 @@ void warp_row(const Problem& pb, const float* warp, int z, int y, float* u, floa
   }
 }
 
-// Warped positions, clamped into the volume: u[c][x] becomes q[c][x].
+// Warped positions, clamped into the volume: u[c][x] becomes q[c][x]; with a border
+// factor row (border "zeros"), factor[x] = the product of the axes' border factors.
 RASD_CPU_CLONES
 void clamp_positions3(float* RASD_RESTRICT qz, float* RASD_RESTRICT qy,
-                      float* RASD_RESTRICT qx, int z, int y, int D, int H, int W) {
+                      float* RASD_RESTRICT qx, int z, int y, int D, int H, int W,
+                      float* RASD_RESTRICT factor) {
+  if (factor != nullptr) {
+#pragma omp simd
+    for (int x = 0; x < W; ++x)
+      factor[x] = border_factor(float(z), qz[x], D) * border_factor(float(y), qy[x], H) *
+                  border_factor(float(x), qx[x], W);
+  }
 #pragma omp simd
   for (int x = 0; x < W; ++x) {
     qz[x] = warped_coordinate(float(z), qz[x], D);
@@ -57,12 +65,25 @@ void clamp_positions3(float* RASD_RESTRICT qz, float* RASD_RESTRICT qy,
 }
 
 RASD_CPU_CLONES
-void clamp_positions2(float* RASD_RESTRICT qy, float* RASD_RESTRICT qx, int y, int H, int W) {
+void clamp_positions2(float* RASD_RESTRICT qy, float* RASD_RESTRICT qx, int y, int H, int W,
+                      float* RASD_RESTRICT factor) {
+  if (factor != nullptr) {
+#pragma omp simd
+    for (int x = 0; x < W; ++x)
+      factor[x] = border_factor(float(y), qy[x], H) * border_factor(float(x), qx[x], W);
+  }
 #pragma omp simd
   for (int x = 0; x < W; ++x) {
     qy[x] = warped_coordinate(float(y), qy[x], H);
     qx[x] = warped_coordinate(float(x), qx[x], W);
   }
+}
+
+// score[x] *= factor[x] (border "zeros").
+RASD_CPU_CLONES
+void apply_border(const float* RASD_RESTRICT factor, int W, float* RASD_RESTRICT score) {
+#pragma omp simd
+  for (int x = 0; x < W; ++x) score[x] *= factor[x];
 }
 
 // acc[x] += trilinear interpolation of one n^3 field grid at q[x].
@@ -108,17 +129,19 @@ void perlin_row(const Problem& pb, int64_t b, int z, int y, uint8_t* label, floa
   float* best = scratch;
   float* score = best + W;
   float* q = score + W;             // [DIM][W]
-  float* line = q + size_t(DIM) * W;  // [max warp nodes]
+  float* factor = q + size_t(DIM) * W;  // [W], border "zeros" only
+  float* line = factor + W;              // [max warp nodes]
   float* qz = q;
   float* qy = q + (DIM == 3 ? W : 0);
   float* qx = qy + W;
+  float* border = pb.zeros ? factor : nullptr;
   for (int k = 0; k < pb.K; ++k) {
     const int64_t bk = b * pb.K + k;
     warp_row<DIM>(pb, pb.warps + bk * DIM * pb.wg.total, z, y, q, line);
     if (DIM == 3) {
-      clamp_positions3(qz, qy, qx, z, y, e.D, e.H, W);
+      clamp_positions3(qz, qy, qx, z, y, e.D, e.H, W, border);
     } else {
-      clamp_positions2(qy, qx, y, e.H, W);
+      clamp_positions2(qy, qx, y, e.H, W, border);
     }
     const float* field = pb.fields + bk * pb.fg.total;
     for (int x = 0; x < W; ++x) score[x] = 0.0f;
@@ -132,6 +155,7 @@ void perlin_row(const Problem& pb, int64_t b, int z, int y, uint8_t* label, floa
                      node_scale(n, W), W, score);
       }
     }
+    if (border != nullptr) apply_border(border, W, score);
     argmax_update(score, k, W, best, label);
   }
 }
@@ -228,7 +252,7 @@ UnionIntervals::UnionIntervals(int W, const Grids& g) {
 
 void gmm_shapes(uint8_t* labels, const float* fields, const float* warps, int64_t batch,
                 int num_labels, const Extent& ext, const std::vector<int>& field_nodes,
-                const std::vector<int>& warp_nodes, bool blobs) {
+                const std::vector<int>& warp_nodes, bool blobs, bool zeros) {
   if (num_labels < 1 || num_labels > 255) throw std::invalid_argument("need 1..255 labels");
   const Grids wg(warp_nodes, ext.d);
   const Grids fg(blobs ? std::vector<int>{} : field_nodes, ext.d);
@@ -244,13 +268,15 @@ void gmm_shapes(uint8_t* labels, const float* fields, const float* warps, int64_
                    AxisTable(ext.H, wg),
                    AxisTable(ext.W, wg),
                    UnionIntervals(ext.W, wg),
-                   UnionIntervals(ext.H, wg)};
-  if (!blobs && avx512_available() && avx512_supports(pb)) {
+                   UnionIntervals(ext.H, wg),
+                   zeros && !blobs};
+  // The AVX-512 kernel reads the border value only (border "edge").
+  if (!blobs && !pb.zeros && avx512_available() && avx512_supports(pb)) {
     perlin_avx512(pb, batch, labels);
     return;
   }
   const int64_t rows = ext.rows();
-  const size_t scratch = size_t(2 + ext.d) * ext.W + size_t(wg.max_nodes);
+  const size_t scratch = size_t(3 + ext.d) * ext.W + size_t(wg.max_nodes);
   parallel_for(batch * rows, scratch, [&](int64_t unit, float* buf) {
     const int64_t b = unit / rows, r = unit % rows;
     const int z = int(r / ext.H), y = int(r % ext.H);

@@ -85,6 +85,7 @@ struct Problem {
   AxisTable wz, wy, wx;  // warp cells along D, H, W
   UnionIntervals wu;     // warp union intervals along W
   UnionIntervals wuy;    // the same along H (its columns are rows)
+  bool zeros;            // border "zeros": fields fall to 0 outside the volume
 };
 
 // Contract one warp grid of scale s over the row's (z, y) cell: line[j] for j < n.

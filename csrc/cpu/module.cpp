@@ -42,6 +42,7 @@ py::dict stream_ids() {
   d["BIAS_GRIDS"] = s::BIAS_GRIDS;
   d["TEXTURE_NOISE"] = s::TEXTURE_NOISE;
   d["IMAGE_NOISE"] = s::IMAGE_NOISE;
+  d["ACQUISITION_PARAMS"] = s::ACQUISITION_PARAMS;
   d["MAX_ELEMENTS_PER_STREAM"] = s::MAX_ELEMENTS_PER_STREAM;
   return d;
 }
@@ -63,8 +64,11 @@ py::dict layout_entries(int d) {
   e["STAT_LO"] = l::STAT_LO;
   e["STAT_HI"] = l::STAT_HI;
   e["STAT_COUNT"] = l::STAT_COUNT;
+  e["clear_background"] = l::clear_background(d);
   for (int axis = 0; axis < d; ++axis) {
     const std::string a = std::to_string(axis);
+    e[("resample_step_" + a).c_str()] = l::resample_step(d, axis);
+    e[("resample_offset_" + a).c_str()] = l::resample_offset(d, axis);
     e[("bias_spacing_" + a).c_str()] = l::bias_spacing(d, axis);
     e[("bias_offset_" + a).c_str()] = l::bias_offset(d, axis);
     e[("blur_sigma_" + a).c_str()] = l::blur_sigma(d, axis);
@@ -91,16 +95,17 @@ PYBIND11_MODULE(_C, m) {
         [](std::uintptr_t labels, std::uintptr_t fields, std::uintptr_t warps, int64_t batch,
            int num_labels, const std::vector<int64_t>& shape,
            const std::vector<int64_t>& field_nodes, const std::vector<int64_t>& warp_nodes,
-           bool blobs) {
+           bool blobs, bool zeros) {
           const auto ext = make_extent(shape);
           const auto fn = ints(field_nodes), wn = ints(warp_nodes);
           py::gil_scoped_release nogil;
           rasd::cpu::gmm_shapes(ptr<uint8_t>(labels), ptr<const float>(fields),
-                                ptr<const float>(warps), batch, num_labels, ext, fn, wn, blobs);
+                                ptr<const float>(warps), batch, num_labels, ext, fn, wn, blobs,
+                                zeros);
         },
         py::arg("labels"), py::arg("fields"), py::arg("warps"), py::arg("batch"),
         py::arg("num_labels"), py::arg("shape"), py::arg("field_nodes"), py::arg("warp_nodes"),
-        py::arg("blobs"));
+        py::arg("blobs"), py::arg("zeros"));
 
   m.def("bias_field",
         [](std::uintptr_t image, std::uintptr_t coef, std::uintptr_t scalars, int64_t batch,

@@ -5,11 +5,14 @@
 //   noise_w    x again (not stored by max_abs: recomputing it from the labels costs less
 //              than a write and a read of the image), x += noise_std max|x| n2, blur along W
 //              through a tile of whole rows in shared memory, store
+//   resample_axis  the acquisition resampling of an axis (thick slices, low resolution), in
+//              place, after that axis's blur: W after noise_w, H after its blur, D after its
 //   blur_axis  blur along H, then D (3D), in place: a block loads whole lines, syncs, writes
-//   normalise  x = ((x - lo) / (hi - lo + 1e-6)) ^ gamma
-// min / max are taken (atomics on stats[p][1:3]) by the last pass whose blur radius is not 0,
-// or by noise_w when every other radius is 0, as in csrc/cpu/appearance.cpp; a pass with
-// radius 0 is skipped. The per-voxel math is the CPU backend's, from the same functions
+//   normalise  x = ((x - lo) / (hi - lo + 1e-6)) ^ gamma; 0 where the label is 0 if the
+//              appearance clears its background
+// min / max are taken (atomics on stats[p][1:3]) by the last pass that changes the image
+// (a blur of radius > 0 or a resampling), or by noise_w when no other does, as in
+// csrc/cpu/appearance.cpp; a pass that changes nothing is skipped. The per-voxel math is the CPU backend's, from the same functions
 // (csrc/common/appearance.h, bias_field.h, gaussian.h, philox.h).
 #include "common/appearance.h"
 #include "common/bias_field.h"
@@ -17,6 +20,7 @@
 #include "common/layout.h"
 #include "common/mathf.h"
 #include "common/philox.h"
+#include "common/resample.h"
 #include "common/streams.h"
 #include "cuda/device.cuh"
 
@@ -70,12 +74,33 @@ __device__ __forceinline__ float convolve_at(const Blur& b, const float* line, i
   return acc;
 }
 
-// Does the blur of `axis` (scalar order: D, H, W) see the final values, i.e. are the radii of
-// every axis blurred after it (those before it in scalar order) 0?
-__device__ __forceinline__ bool blurred_last(const float* scalars, int d, int axis) {
+__device__ __forceinline__ bool axis_resampled(const float* scalars, int d, int axis) {
+  return resampled(scalars[layout::resample_step(d, axis)],
+                   scalars[layout::resample_offset(d, axis)]);
+}
+
+// Does the pass of some axis after `axis` (those before it in scalar order D, H, W) change
+// the image (a blur of radius > 0 or a resampling)?
+__device__ __forceinline__ bool later_axes_active(const float* scalars, int d, int axis) {
   for (int a = 0; a < axis; ++a)
-    if (gaussian_radius(scalars[layout::blur_sigma(d, a)]) > 0) return false;
-  return true;
+    if (gaussian_radius(scalars[layout::blur_sigma(d, a)]) > 0 || axis_resampled(scalars, d, a))
+      return true;
+  return false;
+}
+
+// Does the blur of `axis` see the final values (no resampling of its own after it, nothing
+// done by a later axis)?
+__device__ __forceinline__ bool blurred_last(const float* scalars, int d, int axis) {
+  return !axis_resampled(scalars, d, axis) && !later_axes_active(scalars, d, axis);
+}
+
+// One output of the resampling of a line held in shared memory with element stride `stride`.
+__device__ __forceinline__ float resample_at(const float* scalars, int d, int axis,
+                                             const float* line, int length, int stride, int i) {
+  const ResampleTaps t = resample_taps(length, scalars[layout::resample_step(d, axis)],
+                                       scalars[layout::resample_offset(d, axis)], i);
+  return t.weight[0] * line[t.index[0] * stride] + t.weight[1] * line[t.index[1] * stride] +
+         t.weight[2] * line[t.index[2] * stride] + t.weight[3] * line[t.index[3] * stride];
 }
 
 __device__ __forceinline__ void publish_min_max(float* stats, float lo, float hi) {
@@ -91,7 +116,7 @@ struct Pairs {
   const unsigned char* labels;  // [B, *S]
   const float* label_stats;     // [B, A, K, 2]
   const float* coef;            // [B, A, *nodes]
-  const float* scalars;         // [B, A, 3d + 2]
+  const float* scalars;         // [B, A, layout::scalar_count(d)]
   float* stats;                 // [B, A, 4]
   const long long* sample_index;
   unsigned long long seed;
@@ -266,6 +291,43 @@ __device__ void blur_axis(float* image, const float* scalars, float* stats, long
   }
 }
 
+// The acquisition resampling along `axis` (scalar order) in place, tiled as blur_axis (the W
+// axis as outer = rows, length = W, inner = 1). Pairs whose axis is not resampled are skipped.
+template <int DIM>
+__device__ void resample_axis(float* image, const float* scalars, float* stats, long long pairs,
+                              long long outer, int length, long long inner, int tile_inner,
+                              int axis) {
+  RASD_DYNAMIC_SHARED(tile_x);  // [length][tile_inner]
+  const long long column_tiles = (inner + tile_inner - 1) / tile_inner;
+  const long long tiles = outer * column_tiles;
+  const long long voxels = outer * length * inner;
+  for (long long p = blockIdx.y; p < pairs; p += gridDim.y) {
+    const float* s = scalars + p * layout::scalar_count(DIM);
+    if (!axis_resampled(s, DIM, axis)) continue;  // block-uniform
+    float lo = positive_infinity(), hi = negative_infinity();
+    for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
+      const long long o = tile / column_tiles;
+      const long long c0 = (tile - o * column_tiles) * tile_inner;
+      const int width = int(min_of((long long)tile_inner, inner - c0));
+      float* base = image + p * voxels + o * length * inner + c0;
+      __syncthreads();  // the previous tile is no longer read
+      for (int i = threadIdx.x; i < length * width; i += blockDim.x) {
+        const int l = i / width, c = i - l * width;
+        tile_x[l * tile_inner + c] = base[l * inner + c];
+      }
+      __syncthreads();
+      for (int i = threadIdx.x; i < length * width; i += blockDim.x) {
+        const int l = i / width, c = i - l * width;
+        const float x = resample_at(s, DIM, axis, tile_x + c, length, tile_inner, l);
+        base[l * inner + c] = x;
+        lo = min_of(lo, x);
+        hi = max_of(hi, x);
+      }
+    }
+    if (!later_axes_active(s, DIM, axis)) publish_min_max(stats + p * layout::STAT_COUNT, lo, hi);
+  }
+}
+
 }  // namespace cuda
 }  // namespace rasd
 
@@ -275,6 +337,7 @@ __device__ void blur_axis(float* image, const float* scalars, float* stats, long
 //   rasd_appearance_max_abs    grid (row tiles, pairs), rows_per_block * nx floats
 //   rasd_appearance_noise_w    grid (row tiles, pairs), rows_per_block * (W + nx) floats
 //   rasd_appearance_blur_axis  grid (outer * column tiles, pairs), length * tile_inner floats
+//   rasd_appearance_resample_axis  as blur_axis
 //   rasd_appearance_normalise  grid (voxel chunks, pairs)
 extern "C" __global__ void rasd_appearance_init(float* __restrict__ stats, long long pairs) {
   using namespace rasd;
@@ -318,27 +381,39 @@ extern "C" __global__ void rasd_appearance_init(float* __restrict__ stats, long 
       int axis) {                                                                             \
     rasd::cuda::blur_axis<DIM>(image, scalars, stats, pairs, outer, length, inner,            \
                                tile_inner, axis);                                             \
+  }                                                                                           \
+  extern "C" __global__ void rasd_appearance_resample_axis_##DIM##d(                          \
+      float* __restrict__ image, const float* __restrict__ scalars, float* stats,             \
+      long long pairs, long long outer, int length, long long inner, int tile_inner,          \
+      int axis) {                                                                             \
+    rasd::cuda::resample_axis<DIM>(image, scalars, stats, pairs, outer, length, inner,        \
+                                   tile_inner, axis);                                         \
   }
 
 RASD_APPEARANCE_ROW_PASSES(2)
 RASD_APPEARANCE_ROW_PASSES(3)
 
-// x = ((x - lo) / (hi - lo + 1e-6)) ^ gamma (csrc/common/appearance.h).
+// x = ((x - lo) / (hi - lo + 1e-6)) ^ gamma (csrc/common/appearance.h); 0 where the label
+// is 0 if the appearance clears its background.
 extern "C" __global__ void rasd_appearance_normalise(float* __restrict__ image,
                                                      const float* __restrict__ scalars,
                                                      const float* __restrict__ stats,
-                                                     long long pairs, long long voxels,
-                                                     int scalar_count, int gamma_index) {
+                                                     const unsigned char* __restrict__ labels,
+                                                     long long pairs, int apps,
+                                                     long long voxels, int scalar_count,
+                                                     int gamma_index, int clear_index) {
   using namespace rasd;
   for (long long p = blockIdx.y; p < pairs; p += gridDim.y) {
     const float lo = stats[p * layout::STAT_COUNT + layout::STAT_LO];
     const float hi = stats[p * layout::STAT_COUNT + layout::STAT_HI];
     const float factor = normalise_factor(lo, hi);
     const float gamma = scalars[p * scalar_count + gamma_index];
+    const bool clear = scalars[p * scalar_count + clear_index] != 0.0f;
+    const unsigned char* y = labels + (p / apps) * voxels;
     float* x = image + p * voxels;
     for (long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x; i < voxels;
          i += (long long)gridDim.x * blockDim.x)
-      x[i] = normalise(x[i], lo, factor, gamma);
+      x[i] = clear && y[i] == 0 ? 0.0f : normalise(x[i], lo, factor, gamma);
   }
 }
 
@@ -357,9 +432,11 @@ KernelList appearance_kernels() {
       kernel_entry("rasd_appearance_noise_w_3d", &rasd_appearance_noise_w_3d),
       kernel_entry("rasd_appearance_blur_axis_2d", &rasd_appearance_blur_axis_2d),
       kernel_entry("rasd_appearance_blur_axis_3d", &rasd_appearance_blur_axis_3d),
+      kernel_entry("rasd_appearance_resample_axis_2d", &rasd_appearance_resample_axis_2d),
+      kernel_entry("rasd_appearance_resample_axis_3d", &rasd_appearance_resample_axis_3d),
       kernel_entry("rasd_appearance_normalise", &rasd_appearance_normalise),
   };
-  return KernelList{entries, 8};
+  return KernelList{entries, 10};
 }
 
 }  // namespace cuda

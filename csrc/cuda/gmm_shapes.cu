@@ -100,7 +100,7 @@ template <int DIM>
 __device__ void gmm_perlin(unsigned char* labels, const float* fields, const float* warps,
                            int batch, int K, int size_z, int size_y, int size_x,
                            unsigned long long field_nodes, unsigned long long warp_nodes,
-                           int labels_per_chunk, int fields_in_smem) {
+                           int labels_per_chunk, int fields_in_smem, int zeros) {
   RASD_DYNAMIC_SHARED(smem);
   const Scales fs = unpack_scales(field_nodes, DIM), ws = unpack_scales(warp_nodes, DIM);
   int size[DIM];
@@ -153,9 +153,11 @@ __device__ void gmm_perlin(unsigned char* labels, const float* fields, const flo
         for (int kk = 0; kk < kn; ++kk) {
           const float* line = lines + (r * kn + kk) * DIM * ws.line;
           float q[DIM];
+          float border = 1.0f;  // border "zeros": the fields fall to 0 outside the volume
 #pragma unroll
           for (int a = 0; a < DIM; ++a) {
             const float u = displacement(line + a * ws.line, ws, cx);
+            if (zeros) border *= border_factor(pos[a], u, size[a]);
             q[a] = warped_coordinate(pos[a], u, size[a]);
           }
           const float* grid = fields_in_smem ? grids + kk * fs.total
@@ -173,6 +175,7 @@ __device__ void gmm_perlin(unsigned char* labels, const float* fields, const flo
                          : sample_grid2(g, n, q[DIM - 2], q[DIM - 1], sc[DIM - 2], sc[DIM - 1]);
             score = s == 0 ? v : score + v;
           }
+          if (zeros) score *= border;
           const int k = k0 + kk;
           if (k == 0 || score > best) {  // ties keep the lower label
             best = score;
@@ -259,10 +262,10 @@ __device__ void gmm_blobs(unsigned char* labels, const float* blobs, const float
       unsigned char* __restrict__ labels, const float* __restrict__ fields,                   \
       const float* __restrict__ warps, int batch, int num_labels, int size_z, int size_y,     \
       int size_x, unsigned long long field_nodes, unsigned long long warp_nodes,              \
-      int labels_per_chunk, int fields_in_smem) {                                             \
+      int labels_per_chunk, int fields_in_smem, int zeros) {                                  \
     rasd::cuda::gmm_perlin<DIM>(labels, fields, warps, batch, num_labels, size_z, size_y,     \
                                 size_x, field_nodes, warp_nodes, labels_per_chunk,            \
-                                fields_in_smem);                                              \
+                                fields_in_smem, zeros);                                       \
   }
 #define RASD_GMM_BLOBS(DIM)                                                                   \
   extern "C" __global__ void __launch_bounds__(GMM_THREADS) rasd_gmm_blobs_##DIM##d(       \

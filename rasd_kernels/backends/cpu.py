@@ -63,11 +63,12 @@ def philox_fill(out, sample_index, seed: int, stream: int, distribution: str) ->
                    seed, stream, distribution == "normal")
 
 
-def gmm_shapes(labels, fields, warps, field_nodes, warp_nodes, mode: str) -> None:
+def gmm_shapes(labels, fields, warps, field_nodes, warp_nodes, mode: str,
+               border: str = "edge") -> None:
     _cpu(labels, fields, warps)
     _C.gmm_shapes(labels.data_ptr(), fields.data_ptr(), warps.data_ptr(), labels.shape[0],
                   fields.shape[1], list(labels.shape[1:]), list(field_nodes), list(warp_nodes),
-                  mode == "blobs")
+                  mode == "blobs", border == "zeros")
 
 
 def bias_field(image, coef, scalars) -> None:

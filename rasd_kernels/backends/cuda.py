@@ -30,8 +30,8 @@ from ..reference.spline_maximum import spline_maximum as reference_spline_maximu
 _I9 = "i" * 9
 SIGNATURES = {
     "rasd_philox_fill": "PPqqQIi",
-    "rasd_gmm_perlin_2d": "PPPiiiiiQQii",
-    "rasd_gmm_perlin_3d": "PPPiiiiiQQii",
+    "rasd_gmm_perlin_2d": "PPPiiiiiQQiii",
+    "rasd_gmm_perlin_3d": "PPPiiiiiQQiii",
     "rasd_gmm_blobs_2d": "PPPiiiiiQ",
     "rasd_gmm_blobs_3d": "PPPiiiiiQ",
     "rasd_bias_field_2d": "PPPqiiiiiiii",
@@ -43,7 +43,9 @@ SIGNATURES = {
     "rasd_appearance_noise_w_3d": "PPPPPPPQq" + _I9,
     "rasd_appearance_blur_axis_2d": "PPPqqiqii",
     "rasd_appearance_blur_axis_3d": "PPPqqiqii",
-    "rasd_appearance_normalise": "PPPqqii",
+    "rasd_appearance_resample_axis_2d": "PPPqqiqii",
+    "rasd_appearance_resample_axis_3d": "PPPqqiqii",
+    "rasd_appearance_normalise": "PPPPqiqiii",
 }
 _STRUCT = {"P": "Q", "i": "i", "I": "I", "q": "q", "Q": "Q"}
 SOURCES = ("philox_fill.cu", "gmm_shapes.cu", "bias_field.cu", "appearance.cu")
@@ -74,6 +76,7 @@ MAX_GRID_X = 2**31 - 1
 # csrc/cuda/device.cuh packs the node counts of the coarse grids (limits: csrc/common/defs.h)
 MAX_SCALES, MAX_NODES = MAX_GRID_SCALES, MAX_GRID_NODES
 GMM_THREADS = 512                # __launch_bounds__ of the gmm kernels
+RESAMPLE_TILES = 1024            # blocks per pair of a resampling pass (grid-stride loops)
 THREADS = 256                    # the other kernels (a power of two <= 256: block reductions)
 
 
@@ -149,7 +152,7 @@ def _grid(x: int, y: int = 1, z: int = 1) -> tuple[int, int, int]:
     return (max(1, min(x, MAX_GRID_X)), max(1, min(y, MAX_GRID_YZ)), max(1, min(z, MAX_GRID_YZ)))
 
 
-# ---- the four ops ----------------------------------------------------------------------------
+# ---- the four ops with kernels (spline_maximum runs the reference, below) -----------------
 
 class Kernels:
     """The four backend functions on top of a launcher: an object with
@@ -179,7 +182,8 @@ class Kernels:
                      (THREADS, 1, 1), 0, out, out.data_ptr(), sample_index.data_ptr(), batch,
                      per, seed, stream, int(distribution == "normal"))
 
-    def gmm_shapes(self, labels, fields, warps, field_nodes, warp_nodes, mode: str) -> None:
+    def gmm_shapes(self, labels, fields, warps, field_nodes, warp_nodes, mode: str,
+                   border: str = "edge") -> None:
         shape = tuple(labels.shape[1:])
         d, batch, K = len(shape), labels.shape[0], fields.shape[1]
         xy, block, shared, chunk, in_smem = gmm_plan(shape, K, field_nodes, warp_nodes, mode)
@@ -192,7 +196,8 @@ class Kernels:
         else:
             self._launch(f"rasd_gmm_perlin_{d}d", grid, block, shared, labels,
                          labels.data_ptr(), fields.data_ptr(), warps.data_ptr(), batch, K,
-                         *sizes, pack_nodes("field_nodes", field_nodes), wn, chunk, in_smem)
+                         *sizes, pack_nodes("field_nodes", field_nodes), wn, chunk, in_smem,
+                         int(border == "zeros"))
 
     @staticmethod
     def _lattice(shape, coef):
@@ -227,15 +232,26 @@ class Kernels:
         rows, tiles, shared = row_plan(shape, nodes[-1], 2048, extra_per_row=shape[-1])
         self._launch(f"rasd_appearance_noise_w_{d}d", _grid(tiles, pairs), block, shared, image,
                      image.data_ptr(), labels.data_ptr(), *common, rows)
-        for axis in reversed(range(d - 1)):  # H, then D: W was blurred by noise_w
-            outer, length, inner, tile, tiles, shared = blur_plan(shape, axis)
-            self._launch(f"rasd_appearance_blur_axis_{d}d", _grid(tiles, pairs), block, shared,
-                         image, image.data_ptr(), scalars.data_ptr(), stats.data_ptr(), pairs,
-                         outer, length, inner, tile, axis)
+        for axis in reversed(range(d)):  # W (blurred by noise_w), H, then D
+            if axis < d - 1:
+                self._axis_pass("blur", image, scalars, stats, pairs, shape, axis, tiles=None)
+            # Every pair's scalars say whether it resamples the axis (no host sync to ask):
+            # a capped grid keeps the launch cheap where none does.
+            self._axis_pass("resample", image, scalars, stats, pairs, shape, axis,
+                            tiles=RESAMPLE_TILES)
         self._launch("rasd_appearance_normalise", _grid(min(_cdiv(voxels, 4 * THREADS), 4096),
                                                         pairs),
                      block, 0, image, image.data_ptr(), scalars.data_ptr(), stats.data_ptr(),
-                     pairs, voxels, layout.scalar_count(d), layout.gamma(d))
+                     labels.data_ptr(), pairs, apps, voxels, layout.scalar_count(d),
+                     layout.gamma(d), layout.clear_background(d))
+
+    def _axis_pass(self, kind, image, scalars, stats, pairs, shape, axis, tiles):
+        """The blur or the resampling of one axis of every pair (whole lines per block)."""
+        outer, length, inner, tile, count, shared = blur_plan(shape, axis)
+        grid = _grid(count if tiles is None else min(count, tiles), pairs)
+        self._launch(f"rasd_appearance_{kind}_axis_{len(shape)}d", grid, (THREADS, 1, 1),
+                     shared, image, image.data_ptr(), scalars.data_ptr(), stats.data_ptr(),
+                     pairs, outer, length, inner, tile, axis)
 
 
 # ---- kernel sources (CuPy / NVRTC) -------------------------------------------------------------
@@ -432,8 +448,9 @@ def philox_fill(out, sample_index, seed: int, stream: int, distribution: str) ->
     _kernels().philox_fill(out, sample_index, seed, stream, distribution)
 
 
-def gmm_shapes(labels, fields, warps, field_nodes, warp_nodes, mode: str) -> None:
-    _kernels().gmm_shapes(labels, fields, warps, field_nodes, warp_nodes, mode)
+def gmm_shapes(labels, fields, warps, field_nodes, warp_nodes, mode: str,
+               border: str = "edge") -> None:
+    _kernels().gmm_shapes(labels, fields, warps, field_nodes, warp_nodes, mode, border)
 
 
 def bias_field(image, coef, scalars) -> None:

@@ -5,8 +5,9 @@ perlin: fields [B, K, sum_s n_s^d] (field grids, amplitudes folded in, C order p
         warps  [B, K, d, sum_s m_s^d] (displacement in voxels along each axis, D/H/W order).
 blobs:  fields [B, K, d + d(d+1)/2 + 1] (centre, precision upper triangle row-major, log w);
         warps  [B, 1, d, sum_s m_s^d] (one shared warp).
-The semantics are those of rasd_kernels.reference.gmm_shapes; no backend materialises a
-full-resolution field or displacement.
+border: "edge" or "zeros" (perlin only; see the reference). The semantics are those of
+rasd_kernels.reference.gmm_shapes; no backend materialises a full-resolution field or
+displacement.
 """
 
 from __future__ import annotations
@@ -18,25 +19,28 @@ from .. import layout
 from . import _checks
 
 MODES = ("perlin", "blobs")
+BORDERS = ("edge", "zeros")
 
 
 @torch.library.custom_op("rasd::gmm_shapes", mutates_args=("labels",))
 def _gmm_shapes(labels: torch.Tensor, fields: torch.Tensor, warps: torch.Tensor,
-                field_nodes: list[int], warp_nodes: list[int], shape_mode: str,
+                field_nodes: list[int], warp_nodes: list[int], shape_mode: str, border: str,
                 backend: str) -> None:
     # (`mode` is a reserved argument name inside torch.compile's dispatch.)
     backends.implementation(backend, "gmm_shapes")(labels, fields, warps, field_nodes,
-                                                   warp_nodes, shape_mode)
+                                                   warp_nodes, shape_mode, border)
 
 
 @_gmm_shapes.register_fake
-def _(labels, fields, warps, field_nodes, warp_nodes, shape_mode, backend) -> None:
+def _(labels, fields, warps, field_nodes, warp_nodes, shape_mode, border, backend) -> None:
     return None
 
 
-def check(labels, fields, warps, field_nodes, warp_nodes, mode) -> None:
+def check(labels, fields, warps, field_nodes, warp_nodes, mode, border="edge") -> None:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if border not in BORDERS:
+        raise ValueError(f"border must be one of {BORDERS}, got {border!r}")
     _checks.tensor("labels", labels, dtype=torch.uint8, dim=(3, 4))
     size = tuple(labels.shape[1:])
     d = len(size)
@@ -61,11 +65,11 @@ def check(labels, fields, warps, field_nodes, warp_nodes, mode) -> None:
 
 
 def gmm_shapes(labels: torch.Tensor, fields: torch.Tensor, warps: torch.Tensor,
-               field_nodes, warp_nodes, mode: str = "perlin",
-               backend: str = "auto") -> torch.Tensor:
+               field_nodes, warp_nodes, mode: str = "perlin", backend: str = "auto",
+               border: str = "edge") -> torch.Tensor:
     """Write the label map into `labels` and return it."""
     field_nodes, warp_nodes = list(field_nodes), list(warp_nodes)
-    check(labels, fields, warps, field_nodes, warp_nodes, mode)
-    torch.ops.rasd.gmm_shapes(labels, fields, warps, field_nodes, warp_nodes, mode,
+    check(labels, fields, warps, field_nodes, warp_nodes, mode, border)
+    torch.ops.rasd.gmm_shapes(labels, fields, warps, field_nodes, warp_nodes, mode, border,
                               backends.resolve(backend, labels.device))
     return labels

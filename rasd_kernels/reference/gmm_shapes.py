@@ -1,7 +1,11 @@
 """Reference of the GMM shapes op: coarse grids -> label map, in float64.
 
 perlin (SPEC 2): phi_k(p) = sum_s interp(F_{k,s}, p); u_k(p) = sum_s interp(W_{k,s}, p);
-    score_k(p) = phi_k(p + u_k(p)), the warped position clamped into the volume.
+    score_k(p) = phi_k(p + u_k(p)), the warped position clamped into the volume (border
+    "edge"); with border "zeros" (the published zero padding) times prod_a
+    clamp(1 - o_a, 0, 1), o_a how far the position lies outside axis a (0 inside): the field
+    falls linearly to 0 within one voxel outside the volume, as a resampling of the
+    full-resolution field with zero padding does.
 blobs: one shared warp u; score_k(p) = log w_k - 0.5 (q - c_k)^T A_k (q - c_k), q = p + u(p).
 Label = argmax_k score_k, ties to the lowest k.
 """
@@ -43,8 +47,17 @@ def unpack_blob(params: torch.Tensor, d: int):
     return centre, precision, rest[len(rows)]
 
 
+def border_weight(q: torch.Tensor, shape) -> torch.Tensor:
+    """prod_a clamp(1 - outside_a, 0, 1) of warped positions q [..., d] (border "zeros")."""
+    weight = torch.ones(q.shape[:-1], dtype=torch.float64)
+    for a, n in enumerate(shape):
+        outside = torch.clamp(torch.maximum(-q[..., a], q[..., a] - (n - 1)), min=0.0)
+        weight = weight * torch.clamp(1.0 - outside, min=0.0)
+    return weight
+
+
 def scores(fields: torch.Tensor, warps: torch.Tensor, field_nodes, warp_nodes,
-           shape: tuple[int, ...], mode: str) -> torch.Tensor:
+           shape: tuple[int, ...], mode: str, border: str = "edge") -> torch.Tensor:
     """Per-label scores [B, K, *shape] in float64 (labels are their argmax)."""
     d = len(shape)
     batch, num_labels = fields.shape[:2]
@@ -54,9 +67,10 @@ def scores(fields: torch.Tensor, warps: torch.Tensor, field_nodes, warp_nodes,
         for k in range(num_labels):
             if mode == "perlin":
                 q = warped_positions(warps[b, k], warp_nodes, shape)
+                weight = border_weight(q, shape) if border == "zeros" else 1.0
                 q = torch.stack([q[..., a].clamp(0, shape[a] - 1) for a in range(d)], dim=-1)
-                out[b, k] = sum(interp.linear(g, q, shape)
-                                for g in split_grids(fields[b, k], field_nodes, d))
+                out[b, k] = weight * sum(interp.linear(g, q, shape)
+                                         for g in split_grids(fields[b, k], field_nodes, d))
             else:
                 centre, precision, log_weight = unpack_blob(fields[b, k], d)
                 v = shared - centre
@@ -64,7 +78,9 @@ def scores(fields: torch.Tensor, warps: torch.Tensor, field_nodes, warp_nodes,
     return out
 
 
-def gmm_shapes(labels: torch.Tensor, fields, warps, field_nodes, warp_nodes, mode: str) -> None:
+def gmm_shapes(labels: torch.Tensor, fields, warps, field_nodes, warp_nodes, mode: str,
+               border: str = "edge") -> None:
     """Write argmax labels (uint8) into labels [B, *shape]."""
-    s = scores(fields.cpu(), warps.cpu(), field_nodes, warp_nodes, tuple(labels.shape[1:]), mode)
+    s = scores(fields.cpu(), warps.cpu(), field_nodes, warp_nodes, tuple(labels.shape[1:]), mode,
+               border)
     labels.copy_(torch.argmax(s, dim=1).to(torch.uint8))

@@ -3,10 +3,13 @@
 1. intensity: x = mean[y] + std[y] * n1, x *= exp(psi) (spline evaluated per voxel), store,
    atomic max of |x| into stats[.., 0] (flat tiles of BLOCK voxels);
 2. noise + blur along W: x += noise_std * max|x| * n2, then the W blur (a program owns whole
-   rows: it stores x, synchronises, reads the taps back, synchronises, stores the result);
-3. blur along H (and 4. along D), a program owning whole lines along the axis for a block of
-   consecutive lines; the last axis also reduces min and max into stats[.., 1:3] by atomics;
-5. normalise and gamma, pointwise.
+   rows: it stores x, synchronises, reads the taps back, synchronises, stores the result),
+   then the W acquisition resampling where it is on (the same way, four taps per voxel);
+3. blur and resampling along H (and 4. along D), a program owning whole lines along the axis
+   for a block of consecutive lines; the last axis also reduces min and max into
+   stats[.., 1:3] by atomics;
+5. normalise and gamma, pointwise; 0 where the label is 0 if the appearance clears its
+   background.
 No full-resolution scratch: every pass reads and writes `image` itself.
 Semantics: rasd_kernels.reference.appearance.
 """
@@ -73,6 +76,39 @@ def _intensity_kernel(image_ptr, labels_ptr, label_stats_ptr, coef_ptr, scalars_
 
 
 @triton.jit
+def _resample_taps(n, step, offset, i):
+    """The four (index, weight) taps of output i of an axis of n voxels resampled every
+    `step` voxels from `offset` (csrc/common/resample.h), computed in float64."""
+    step = step.to(tl.float64)
+    o = tl.minimum(offset.to(tl.float64), (n - 1).to(tl.float64))
+    count = tl.floor(((n - 1).to(tl.float64) - o) / step).to(tl.int32) + 1
+    u = tl.minimum(tl.maximum((i.to(tl.float64) - o) / step, 0.0), (count - 1).to(tl.float64))
+    j = tl.minimum(tl.floor(u).to(tl.int32), tl.maximum(count - 2, 0))
+    f = tl.where(count > 1, u - j.to(tl.float64), 0.0)
+    at0 = o + tl.minimum(j, count - 1).to(tl.float64) * step
+    at1 = o + tl.minimum(j + 1, count - 1).to(tl.float64) * step
+    m0 = tl.minimum(tl.floor(at0).to(tl.int32), n - 1)
+    m1 = tl.minimum(tl.floor(at1).to(tl.int32), n - 1)
+    g0 = at0 - m0.to(tl.float64)
+    g1 = at1 - m1.to(tl.float64)
+    return (m0, ((1.0 - f) * (1.0 - g0)).to(tl.float32),
+            tl.minimum(m0 + 1, n - 1), ((1.0 - f) * g0).to(tl.float32),
+            m1, (f * (1.0 - g1)).to(tl.float32),
+            tl.minimum(m1 + 1, n - 1), (f * g1).to(tl.float32))
+
+
+@triton.jit
+def _resample_gather(base, stride, n, step, offset, i, mask):
+    """Output i of the resampling of lines of n voxels whose element k sits at
+    base + k * stride (the caller has published them and synchronised)."""
+    i0, w0, i1, w1, i2, w2, i3, w3 = _resample_taps(n, step, offset, i)
+    return (w0 * tl.load(base + i0 * stride, mask=mask, other=0.0)
+            + w1 * tl.load(base + i1 * stride, mask=mask, other=0.0)
+            + w2 * tl.load(base + i2 * stride, mask=mask, other=0.0)
+            + w3 * tl.load(base + i3 * stride, mask=mask, other=0.0))
+
+
+@triton.jit
 def _radius(sigma):
     """floor(3 sigma + 0.5) in float64, as the reference rounds it."""
     return tl.floor(sigma.to(tl.float64) * 3.0 + 0.5).to(tl.int32)
@@ -80,8 +116,8 @@ def _radius(sigma):
 
 @triton.jit(do_not_specialize=["seed"])
 def _noise_blur_w_kernel(image_ptr, stats_ptr, scalars_ptr, sample_ptr, seed, apps, rows, W,
-                         voxels, tiles, scalar_stride, noise_col, sigma_col,
-                         ROWS: tl.constexpr, WP: tl.constexpr):
+                         voxels, tiles, scalar_stride, noise_col, sigma_col, step_col,
+                         offset_col, ROWS: tl.constexpr, WP: tl.constexpr):
     pid = tl.program_id(0)
     image = pid // tiles
     b = image // apps
@@ -109,13 +145,19 @@ def _noise_blur_w_kernel(image_ptr, stats_ptr, scalars_ptr, sample_ptr, seed, ap
             norm += tap
         tl.debug_barrier()                      # every tap read before any row is overwritten
         x = acc / norm
+    step, offset = tl.load(scalars + step_col), tl.load(scalars + offset_col)
+    if (step != 1.0) | (offset != 0.0):         # the acquisition resampling along W
+        tl.store(image_ptr + row_base + w, x, mask=mask)
+        tl.debug_barrier()
+        x = _resample_gather(image_ptr + row_base, 1, W, step, offset, w, mask)
+        tl.debug_barrier()
     tl.store(image_ptr + row_base + w, x, mask=mask)
 
 
 @triton.jit
 def _blur_lines_kernel(image_ptr, stats_ptr, scalars_ptr, lines, L, S, voxels, tiles,
-                       scalar_stride, sigma_col, LAST: tl.constexpr, LP: tl.constexpr,
-                       LINES: tl.constexpr):
+                       scalar_stride, sigma_col, step_col, offset_col, LAST: tl.constexpr,
+                       LP: tl.constexpr, LINES: tl.constexpr):
     """Blur along an axis of L voxels and stride S: line j starts at (j // S) * L * S + j % S.
 
     Tile [LP, LINES]: whole lines (axis 0) times consecutive lines (axis 1, contiguous in
@@ -145,6 +187,13 @@ def _blur_lines_kernel(image_ptr, stats_ptr, scalars_ptr, lines, L, S, voxels, t
             x = tl.load(image_ptr + base + i * S, mask=mask, other=0.0)
         else:
             x = tl.zeros([LP, LINES], tl.float32)
+    step = tl.load(scalars_ptr + image * scalar_stride + step_col)
+    offset = tl.load(scalars_ptr + image * scalar_stride + offset_col)
+    if (step != 1.0) | (offset != 0.0):         # the acquisition resampling along this axis
+        tl.debug_barrier()                      # the blurred lines are published
+        x = _resample_gather(image_ptr + base, S, L, step, offset, i, mask)
+        tl.debug_barrier()
+        tl.store(image_ptr + base + i * S, x, mask=mask)
     if LAST:
         lo = tl.min(tl.min(tl.where(mask, x, float("inf")), axis=1), axis=0)
         hi = tl.max(tl.max(tl.where(mask, x, float("-inf")), axis=1), axis=0)
@@ -153,8 +202,8 @@ def _blur_lines_kernel(image_ptr, stats_ptr, scalars_ptr, lines, L, S, voxels, t
 
 
 @triton.jit
-def _normalise_kernel(image_ptr, stats_ptr, scalars_ptr, voxels, tiles, scalar_stride,
-                      gamma_col, BLOCK: tl.constexpr):
+def _normalise_kernel(image_ptr, stats_ptr, scalars_ptr, labels_ptr, apps, voxels, tiles,
+                      scalar_stride, gamma_col, clear_col, BLOCK: tl.constexpr):
     """x = ((x - lo) / (hi - lo + eps)) ** gamma."""
     pid = tl.program_id(0)
     image = pid // tiles
@@ -168,7 +217,12 @@ def _normalise_kernel(image_ptr, stats_ptr, scalars_ptr, voxels, tiles, scalar_s
     positive = y > 0.0                         # padded lanes and the minimum itself give 0
     # Capped at 1: the exact value is below 1, float rounding near x = hi is not.
     powered = tl.minimum(tl.exp2(gamma * tl.log2(tl.where(positive, y, 1.0))), 1.0)
-    tl.store(ptrs, tl.where(positive, powered, 0.0), mask=inside)
+    out = tl.where(positive, powered, 0.0)
+    if tl.load(scalars_ptr + image * scalar_stride + clear_col) != 0.0:   # background clearing
+        label = tl.load(labels_ptr + (image // apps).to(tl.int64) * voxels + v, mask=inside,
+                        other=1)
+        out = tl.where(label == 0, 0.0, out)
+    tl.store(ptrs, out, mask=inside)
 
 
 def _line_tile(length: int, lines: int) -> int:
@@ -189,7 +243,8 @@ def _blur_lines(image, stats, scalars, images, size, axis, last):
     dim = len(size)
     _blur_lines_kernel[(images * tiles,)](
         image, stats, scalars, lines, length, stride, voxels, tiles, scalars.shape[2],
-        layout.blur_sigma(dim, axis), LAST=last, LP=pow2(length), LINES=per,
+        layout.blur_sigma(dim, axis), layout.resample_step(dim, axis),
+        layout.resample_offset(dim, axis), LAST=last, LP=pow2(length), LINES=per,
         num_warps=8 if pow2(length) * per >= 4096 else 4)
 
 
@@ -220,12 +275,15 @@ def appearance(image, labels, label_stats, bias_coef, scalars, stats, sample_ind
     tiles = triton.cdiv(rows, per)
     _noise_blur_w_kernel[(images * tiles,)](
         image, stats, scalars, sample_index, seed, apps, rows, width, voxels, tiles, stride,
-        layout.noise_std(dim), layout.blur_sigma(dim, dim - 1), ROWS=per, WP=wp, num_warps=8 if per * wp >= 2048 else 4)
+        layout.noise_std(dim), layout.blur_sigma(dim, dim - 1),
+        layout.resample_step(dim, dim - 1), layout.resample_offset(dim, dim - 1), ROWS=per, WP=wp, num_warps=8 if per * wp >= 2048 else 4)
 
     for axis in reversed(range(dim - 1)):   # H, then D: the last one reduces min and max
         _blur_lines(image, stats, scalars, images, size, axis, last=axis == 0)
 
     block = flat_block(voxels, 1024)
     tiles = triton.cdiv(voxels, block)
-    _normalise_kernel[(images * tiles,)](image, stats, scalars, voxels, tiles, stride,
-                                         layout.gamma(dim), BLOCK=block, num_warps=4)
+    _normalise_kernel[(images * tiles,)](image, stats, scalars, labels, apps, voxels, tiles,
+                                         stride, layout.gamma(dim),
+                                         layout.clear_background(dim), BLOCK=block,
+                                         num_warps=4)

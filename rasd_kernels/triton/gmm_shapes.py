@@ -84,6 +84,13 @@ def _warped(ptr, NODES: tl.constexpr, TOTAL: tl.constexpr, pd, ph, pw, last_d, l
 
 
 @triton.jit
+def _border_factor(q, last):
+    """1 inside [0, last], falling linearly to 0 one voxel outside (border "zeros")."""
+    outside = tl.maximum(tl.maximum(-q, q - last), 0.0)
+    return tl.maximum(1.0 - outside, 0.0)
+
+
+@triton.jit
 def _blob_score(ptr, qd, qh, qw, DIM: tl.constexpr):
     """log w - 0.5 (q - c)^T A (q - c), parameters [centre, upper(A) row-major, log w]."""
     if DIM == 3:
@@ -109,7 +116,8 @@ def _gmm_shapes_kernel(labels_ptr, fields_ptr, warps_ptr, num_labels, H, W, voxe
                        last_d, last_h, last_w,
                        FIELD_NODES: tl.constexpr, FIELD_TOTAL: tl.constexpr,
                        WARP_NODES: tl.constexpr, WARP_TOTAL: tl.constexpr,
-                       BLOBS: tl.constexpr, DIM: tl.constexpr, BLOCK: tl.constexpr):
+                       BLOBS: tl.constexpr, ZEROS: tl.constexpr, DIM: tl.constexpr,
+                       BLOCK: tl.constexpr):
     pid = tl.program_id(0)
     b = pid // tiles
     v = (pid % tiles) * BLOCK + tl.arange(0, BLOCK)
@@ -138,6 +146,11 @@ def _gmm_shapes_kernel(labels_ptr, fields_ptr, warps_ptr, num_labels, H, W, voxe
             # _axis clamps q into the volume, as the reference does before the field lookup.
             score = _scales(fields_ptr + row * FIELD_TOTAL, FIELD_NODES, qd, qh, qw,
                             last_d, last_h, last_w, DIM)
+            if ZEROS:
+                factor = _border_factor(qh, last_h) * _border_factor(qw, last_w)
+                if DIM == 3:
+                    factor = factor * _border_factor(qd, last_d)
+                score = score * factor
             better = score > best
             best = tl.where(better, score, best)
             label = tl.where(better, k, label)
@@ -145,7 +158,7 @@ def _gmm_shapes_kernel(labels_ptr, fields_ptr, warps_ptr, num_labels, H, W, voxe
 
 
 def gmm_shapes(labels: torch.Tensor, fields: torch.Tensor, warps: torch.Tensor, field_nodes,
-               warp_nodes, mode: str) -> None:
+               warp_nodes, mode: str, border: str = "edge") -> None:
     """Write labels [B, *S] in place (see rasd_kernels.ops.gmm_shapes)."""
     size = tuple(labels.shape[1:])
     dim = len(size)
@@ -163,4 +176,5 @@ def gmm_shapes(labels: torch.Tensor, fields: torch.Tensor, warps: torch.Tensor, 
         float(max(depth - 1, 1)), float(height - 1), float(width - 1),
         FIELD_NODES=tuple(int(n) for n in field_nodes), FIELD_TOTAL=fields.shape[2],
         WARP_NODES=tuple(int(n) for n in warp_nodes), WARP_TOTAL=warps.shape[3],
-        BLOBS=blobs, DIM=dim, BLOCK=block, num_warps=8)
+        BLOBS=blobs, ZEROS=border == "zeros" and not blobs, DIM=dim, BLOCK=block,
+        num_warps=8)
