@@ -14,11 +14,13 @@ FWHM, which removes the spread of the U(0.01, 0.1) and U(16, 32) draws. SPEC 3 a
 same log-bias amplitude and correlation length within 20 %; the paired means have standard
 errors of 1 to 4 %, so that bound is tested at full strength.
 
-Known, intended deviation (SPEC 2): the published code resamples each field with zero padding,
-so a label whose displaced position leaves the volume scores 0 there, which breaks labels into
-extra fragments along the border; ours reads the border value. Fractions of volume are
-unaffected; component counts are compared with the literal generator evaluated with border
-padding on the same draws, and the zero-padding excess is asserted where it belongs.
+Border of the warps (SPEC 2 and 9): the published code resamples each field with zero
+padding, so a label whose displaced position leaves the volume scores 0 there, which breaks
+labels into extra fragments along the border; our default (border "edge") reads the border
+value. Fractions of volume are unaffected; component counts are compared with the literal
+generator evaluated with border padding on the same draws, and the zero-padding excess is
+asserted where it belongs. With border "zeros" ours is the published construction: its
+whole-volume component counts match the literal (zero-padded) generator's.
 """
 
 import math
@@ -124,6 +126,8 @@ def make_case(name: str) -> SimpleNamespace:
     """Per-sample statistics of both generators for one case of CASES."""
     shape, K = CASES[name]
     image, label = rk.synthesize(SAMPLES, shape, K, seed=SEED, config=CONFIG, backend=OURS)
+    _, zeros_label = rk.synthesize(SAMPLES, shape, K, seed=SEED,
+                                   config=CONFIG.replace(border="zeros"), backend=OURS)
     lit_image, lit_label = literal.generate(SAMPLES, shape, K, seed=SEED, config=CONFIG)
     lit_border = literal.labels(SAMPLES, shape, K, seed=SEED, config=CONFIG,
                                 padding_mode="border")
@@ -136,6 +140,8 @@ def make_case(name: str) -> SimpleNamespace:
         fractions=(sorted_fractions(label, K), sorted_fractions(lit_label, K)),
         components=(components(label, K), components(lit_label, K)),
         border_components=components(lit_border, K),
+        zeros_components=components(zeros_label, K),
+        zeros_fractions=sorted_fractions(zeros_label, K),
         moments=(moments(image), moments(lit_image)),
         bias=(bias_stats(psi), bias_stats(lit_psi)),
         bias_paired=(bias_stats(psi), bias_stats(lit_psi_paired)),
@@ -186,6 +192,26 @@ def test_published_zero_padding_adds_border_fragments(case):
     excess = zeros - case.border_components
     se = excess.std(ddof=1) / math.sqrt(len(excess))
     assert excess.mean() > Z * se, (f"{case.name}: zero padding adds {excess.mean():.3g} "
+                                    f"+- {se:.3g} components per label")
+
+
+def test_border_zeros_matches_the_published_components(case):
+    """Ours with border "zeros" against the literal generator's zero padding, unpaired: the
+    whole-volume component counts (border fragments included) and the label fractions."""
+    _, literal_components = case.components
+    assert_same_mean(case.zeros_components, literal_components,
+                     f"{case.name} components per label, border zeros")
+    _, literal_fractions = case.fractions
+    for rank in range(case.K):
+        assert_same_mean(case.zeros_fractions[:, rank], literal_fractions[:, rank],
+                         f"{case.name} fraction of rank {rank}, border zeros")
+
+
+def test_border_zeros_adds_the_fragments_that_edge_leaves_out(case):
+    ours, _ = case.components
+    excess = case.zeros_components - ours
+    se = excess.std(ddof=1) / math.sqrt(len(excess))
+    assert excess.mean() > Z * se, (f"{case.name}: border zeros adds {excess.mean():.3g} "
                                     f"+- {se:.3g} components per label")
 
 

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rasd_kernels as rk
+from rasd_kernels.config import FWHM_PER_SIGMA
 from rasd_kernels import params
 
 from conftest import KERNEL_BACKENDS, assert_labels_match, device_for
@@ -42,7 +43,25 @@ def configs(draw):
                          ("bias_fwhm", 1.0, 40.0), ("noise_std", 0.0, 1.0),
                          ("blur_sigma", 0.0, 4.0), ("gamma", 1e-3, 10.0)]:
         kwargs.update(pair(name, lo, hi))
+    kwargs.update(draw(acquisitions(kwargs["blur_sigma_max"], kwargs["shapes"])))
     return rk.SynthesisConfig(**kwargs)
+
+
+@st.composite
+def acquisitions(draw, blur_sigma_max, shapes):
+    """The acquisition options (SPEC 9): each off, sometimes on, or always on."""
+    prob = st.sampled_from([0.0, 0.5, 1.0])
+    strides = sorted(draw(st.lists(st.integers(1, 8), min_size=2, max_size=2)))
+    # The widest voxel whose point-spread function keeps the blur within 4 voxels.
+    widest = (1 + (FWHM_PER_SIGMA ** 2) * (16 - blur_sigma_max ** 2)) ** 0.5
+    voxels = sorted(draw(st.lists(st.floats(1.0, min(widest, 12.0)), min_size=2, max_size=2)))
+    axes = st.lists(st.integers(0, 2), min_size=1, max_size=3, unique=True).map(tuple)
+    return dict(thick_slice_prob=draw(prob), thick_slice_stride_min=strides[0],
+                thick_slice_stride_max=strides[1], thick_slice_axes=draw(axes),
+                lowres_prob=draw(prob), lowres_voxel_min=voxels[0], lowres_voxel_max=voxels[1],
+                lowres_axes=draw(axes), clear_background_prob=draw(prob),
+                border=draw(st.sampled_from(["edge", "zeros"])) if shapes == "perlin"
+                else "edge")
 
 
 @st.composite
@@ -53,13 +72,23 @@ def shapes(draw, config):
     return tuple(draw(st.integers(need, max(need, top))) for _ in range(d))
 
 
+def _axes_exist(config, d):
+    """Whether an enabled acquisition option has an axis in a d-dimensional image (else
+    synthesize refuses the config, tested in tests/test_acquisition.py)."""
+    try:
+        config.check_axes(d)
+    except ValueError:
+        return False
+    return True
+
+
 def _reference_labels_check(config, shape, K, seed, start, label, views):
     """Labels of a kernel backend against the reference argmax of the same parameters."""
     ws = params.make_workspace(label.shape[0], shape, K, views * config.channels, config, "cpu")
     torch.arange(start, start + label.shape[0], out=ws.sample_index)
     params.draw_anatomy(ws, shape, config, seed, "reference")
     assert_labels_match(label.cpu(), ws.fields, ws.warps, config.field_nodes, config.warp_nodes,
-                        config.shapes)
+                        config.shapes, config.border)
 
 
 # The C++ kernels are fast enough for a few hundred examples; the Triton interpreter (and the
@@ -70,6 +99,8 @@ EXAMPLES = {"cpu": 250, "triton": 12, "cuda": 12}
 def _valid_and_like_the_reference(backend, data, config, K, seed, start, views):
     shape = data.draw(shapes(config))
     apps = views * config.channels
+    if not _axes_exist(config, len(shape)):
+        return
     image, label = rk.synthesize(2, shape, K, seed=seed, start_index=start,
                                  device=device_for(backend), config=config, views=views,
                                  backend=backend)
@@ -104,6 +135,8 @@ def test_reference_is_valid_and_kernel_images_follow_it(data, config, K, seed, s
     """The float64 reference itself obeys the contract, and a kernel's image equals it
     within float tolerance wherever the labels agree (and the blur did not carry a tie)."""
     shape = data.draw(shapes(config))
+    if not _axes_exist(config, len(shape)):
+        return
     ref_image, ref_label = rk.synthesize(1, shape, K, seed=seed, start_index=start, config=config,
                                          backend="reference")
     assert bool(torch.isfinite(ref_image).all())

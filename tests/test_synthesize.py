@@ -10,7 +10,11 @@ from conftest import device_for
 SMALL = rk.SynthesisConfig(field_nodes=(4, 3), warp_nodes=(5, 3), bias_fwhm_min=4.0,
                            bias_fwhm_max=8.0)
 CASES = [((9, 10, 11), 4, SMALL), ((24, 20), 6, SMALL),
-         ((17, 16, 18), 8, rk.SynthesisConfig()), ((20, 22), 5, SMALL.replace(shapes="blobs"))]
+         ((17, 16, 18), 8, rk.SynthesisConfig()), ((20, 22), 5, SMALL.replace(shapes="blobs")),
+         ((12, 11, 13), 5, SMALL.replace(thick_slice_prob=0.5, lowres_prob=0.5, border="zeros",
+                                         clear_background_prob=0.5, thick_slice_axes=(0, 2))),
+         ((30, 26), 6, SMALL.replace(thick_slice_prob=1.0, lowres_prob=1.0,
+                                     lowres_voxel_max=6.0, border="zeros"))]
 
 # Whole pipelines: a label tie flips intensities within the blur radius, so images are compared
 # where both labels agree in a neighbourhood, and ties must stay rare.
