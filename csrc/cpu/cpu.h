@@ -134,18 +134,22 @@ class BiasRows {
 // Largest bias lattice along W that a row buffer holds.
 constexpr int MAX_BIAS_NODES = 4096;
 
+// psi of a row from its bias line and windowed taps, hand-vectorised (bias_field_avx512.cpp),
+// available when built with AVX-512 and avx512_enabled().
+bool bias_avx512_available();
+void bias_row_avx512(const BiasRows::Windows& bias, const float* line, int W, float* out);
+
 // Rows of appearance hand-vectorised (appearance_avx512.cpp), available when built with
 // AVX-512 and avx512_enabled(). Pass 1 without texture, K <= 16 and windowed bias taps:
 // x = mean[label] e^psi from the labels, label_stats [K, 2] and the row's bias line, returning
-// max|x|; pass 5: the gamma curve x = ((x - lo) factor)^gamma. Their parts: the mean (and
-// texture std) of each voxel's label (K <= 16), and a row's psi from its bias line.
+// max|x|; pass 5: the gamma curve x = ((x - lo) factor)^gamma. Its part: the mean (and
+// texture std) of each voxel's label (K <= 16).
 bool appearance_avx512_available();
 float intensity_row_avx512(const uint8_t* labels, const float* label_stats, int K,
                            const BiasRows::Windows& bias, const float* line, int W, float* x);
 void normalise_row_avx512(float* x, int W, float lo, float factor, float gamma);
 void label_lookup_avx512(const uint8_t* labels, const float* label_stats, int K, int W,
                          bool texture, float* mean, float* sd);
-void bias_row_avx512(const BiasRows::Windows& bias, const float* line, int W, float* out);
 
 }  // namespace cpu
 }  // namespace rasd
