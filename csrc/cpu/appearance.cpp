@@ -15,7 +15,8 @@
 #include "../common/layout.h"
 #include "../common/mathf.h"
 #include "../common/streams.h"
-#include "cpu.h"
+#include "appearance.h"
+#include "philox_fill.h"
 
 namespace rasd {
 namespace cpu {

@@ -19,7 +19,7 @@
 #include <cmath>
 
 #include "../common/layout.h"
-#include "cpu.h"
+#include "appearance.h"
 #include "bias_field_avx512.h"  // last: it includes avx512.h
 
 namespace rasd {

@@ -3,7 +3,7 @@
 
 #include "../common/bias_field.h"
 #include "../common/interp.h"
-#include "cpu.h"
+#include "bias_field.h"
 
 namespace rasd {
 namespace cpu {

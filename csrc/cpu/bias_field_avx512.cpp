@@ -1,7 +1,7 @@
 // The rows of the bias_field op hand-vectorised for AVX-512: a row's psi from its bias line,
 // 16 columns per step (bias_psi, bias_field_avx512.h, which appearance's intensity rows share).
 // The rows are compiled for AVX-512 (avx512.h) and only called when the CPU has it.
-#include "cpu.h"
+#include "bias_field.h"
 #include "bias_field_avx512.h"  // last: it includes avx512.h
 
 namespace rasd {

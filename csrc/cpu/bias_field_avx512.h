@@ -8,7 +8,7 @@
 
 #include <cstddef>
 
-#include "cpu.h"
+#include "bias_field.h"
 #include "avx512.h"  // last: see its header comment
 
 namespace rasd {

@@ -15,7 +15,11 @@
 
 #include "../common/philox.h"
 #include "../common/streams.h"
-#include "cpu.h"
+#include "appearance.h"
+#include "bias_field.h"
+#include "gmm_shapes.h"
+#include "philox_fill.h"
+#include "spline_maximum.h"
 
 namespace py = pybind11;
 using rasd::cpu::make_extent;
