@@ -144,7 +144,8 @@ def available_bytes(device: torch.device) -> int:
 
 
 def bias_nodes_error(shape, config: SynthesisConfig) -> str | None:
-    """Why the bias lattice along W does not fit a CPU row buffer (csrc/cpu/cpu.h), if so."""
+    """Why the bias lattice along W does not fit a CPU row buffer (csrc/cpu/bias_field.h), if
+    so."""
     nx = config.bias_nodes_for(tuple(shape))[-1]
     if nx > MAX_BIAS_NODES:
         return (f"config.bias_fwhm_min ({config.bias_fwhm_min}) is too small for a width of "
@@ -154,4 +155,4 @@ def bias_nodes_error(shape, config: SynthesisConfig) -> str | None:
     return None
 
 
-MAX_BIAS_NODES = 4096   # csrc/cpu/cpu.h
+MAX_BIAS_NODES = 4096   # csrc/cpu/bias_field.h (the module exports it; a test compares)

@@ -195,6 +195,7 @@ def test_grid_limits_agree_with_the_compiled_module():
     from rasd_kernels import config
     assert (config.MAX_GRID_SCALES, config.MAX_GRID_NODES) == (_C.MAX_GRID_SCALES,
                                                                _C.MAX_GRID_NODES)
+    assert memory.MAX_BIAS_NODES == _C.MAX_BIAS_NODES
 
 
 def test_numpy_numbers_are_numbers():

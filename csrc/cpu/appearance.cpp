@@ -19,7 +19,8 @@
 #include "../common/mathf.h"
 #include "../common/resample.h"
 #include "../common/streams.h"
-#include "cpu.h"
+#include "appearance.h"
+#include "philox_fill.h"
 
 namespace rasd {
 namespace cpu {

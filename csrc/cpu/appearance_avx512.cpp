@@ -1,9 +1,8 @@
 // The rows of appearance hand-vectorised for AVX-512: the intensity times the bias,
 // x = mean e^psi (pass 1, without texture), and the gamma curve ((x - lo) factor)^gamma
-// (pass 5); and their parts used alone: the label stats of a row (pass 1 with texture) and
-// its bias psi (also the bias_field op's rows). A stat of 16 voxels is one permute of the
-// [K, 2] table held in two registers; psi takes each column's four taps by permutes from a
-// window of 16 nodes of the row's bias line.
+// (pass 5); and a part used alone: the label stats of a row (pass 1 with texture). A stat of
+// 16 voxels is one permute of the [K, 2] table held in two registers; psi comes from the row's
+// bias line as in the bias_field op's rows (bias_psi, bias_field_avx512.h).
 //
 // Why not the portable exp_f / pow_unit (mathf.h): they spend a third of their work on
 // taking floats apart and putting them together, which AVX-512 does in one instruction each
@@ -20,8 +19,8 @@
 #include <cmath>
 
 #include "../common/layout.h"
-#include "cpu.h"
-#include "avx512.h"  // last: see its header comment
+#include "appearance.h"
+#include "bias_field_avx512.h"  // last: it includes avx512.h
 
 namespace rasd {
 namespace cpu {
@@ -104,22 +103,6 @@ struct LabelStats {
   }
 };
 
-// psi of columns i .. i + 15 from the row's bias line: the four taps of each column from the
-// 16-node window of its group, in bias_taps' order, fused as the compiler contracts it.
-RASD_INLINE __m512 bias_psi(const BiasRows::Windows& bias, const float* line, int W, int i,
-                            __mmask16 valid) {
-  const int start = bias.start[i / 16];
-  const __m512 window = _mm512_maskz_loadu_ps(low_lanes(bias.nx - start), line + start);
-  __m512 psi = _mm512_setzero_ps();
-  for (int j = 0; j < 4; ++j) {
-    const __m512 w = _mm512_maskz_loadu_ps(valid, bias.taps + size_t(j) * W + i);
-    const __m512 c = _mm512_permutexvar_ps(
-        _mm512_maskz_loadu_epi32(valid, bias.node + size_t(j) * W + i), window);
-    psi = j == 0 ? _mm512_mul_ps(w, c) : _mm512_fmadd_ps(w, c, psi);
-  }
-  return psi;
-}
-
 }  // namespace
 
 float intensity_row_avx512(const uint8_t* labels, const float* label_stats, int K,
@@ -152,13 +135,6 @@ void label_lookup_avx512(const uint8_t* labels, const float* label_stats, int K,
     _mm512_mask_storeu_ps(mean + i, valid, stats.at(labels + i, valid, layout::LABEL_MEAN));
     if (texture)
       _mm512_mask_storeu_ps(sd + i, valid, stats.at(labels + i, valid, layout::LABEL_STD));
-  }
-}
-
-void bias_row_avx512(const BiasRows::Windows& bias, const float* line, int W, float* out) {
-  for (int i = 0; i < W; i += 16) {
-    const __mmask16 valid = low_lanes(W - i);
-    _mm512_mask_storeu_ps(out + i, valid, bias_psi(bias, line, W, i, valid));
   }
 }
 
@@ -211,7 +187,6 @@ float intensity_row_avx512(const uint8_t*, const float*, int, const BiasRows::Wi
   return 0.0f;
 }
 void label_lookup_avx512(const uint8_t*, const float*, int, int, bool, float*, float*) {}
-void bias_row_avx512(const BiasRows::Windows&, const float*, int, float*) {}
 void normalise_row_avx512(float*, int, float, float, float) {}
 
 #endif

@@ -3,7 +3,7 @@
 
 #include "../common/bias_field.h"
 #include "../common/interp.h"
-#include "cpu.h"
+#include "bias_field.h"
 
 namespace rasd {
 namespace cpu {
@@ -99,7 +99,7 @@ void BiasRows::row(int z, int y, float* out) const {
   float line[MAX_BIAS_NODES];
   this->line(z, y, line);
   Windows w;
-  if (windows(w) && appearance_avx512_available()) {  // whole vectors, not short runs
+  if (windows(w) && bias_avx512_available()) {  // whole vectors, not short runs
     bias_row_avx512(w, line, ext_.W, out);
     return;
   }

@@ -10,7 +10,6 @@
 #include "../common/gmm_shapes.h"
 #include "../common/interp.h"
 #include "../common/layout.h"
-#include "cpu.h"
 #include "gmm_shapes.h"
 
 namespace rasd {

@@ -1,5 +1,6 @@
-// gmm_shapes internals shared by the portable kernel (gmm_shapes.cpp) and the AVX-512 one
-// (gmm_shapes_avx512.cpp).
+// gmm_shapes: coarse grids -> argmax label map (gmm_shapes.cpp; the AVX-512 kernel of the
+// perlin mode in gmm_shapes_avx512.cpp and the files its header lists), and the internals
+// shared by the portable kernel and the AVX-512 one.
 #pragma once
 
 #include <stdexcept>
@@ -10,6 +11,11 @@
 
 namespace rasd {
 namespace cpu {
+
+void gmm_shapes(uint8_t* labels, const float* fields, const float* warps, int64_t batch,
+                int num_labels, const Extent& ext, const std::vector<int>& field_nodes,
+                const std::vector<int>& warp_nodes, bool blobs, bool zeros);
+
 namespace gmm {
 
 constexpr int MAX_SCALES = MAX_GRID_SCALES;  // csrc/common/defs.h

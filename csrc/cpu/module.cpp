@@ -16,7 +16,11 @@
 #include "../common/layout.h"
 #include "../common/philox.h"
 #include "../common/streams.h"
-#include "cpu.h"
+#include "appearance.h"
+#include "bias_field.h"
+#include "gmm_shapes.h"
+#include "philox_fill.h"
+#include "spline_maximum.h"
 
 namespace py = pybind11;
 using rasd::cpu::make_extent;
@@ -196,4 +200,5 @@ PYBIND11_MODULE(_C, m) {
   m.attr("openmp") = py::int_(_OPENMP);
   m.attr("MAX_GRID_SCALES") = rasd::MAX_GRID_SCALES;
   m.attr("MAX_GRID_NODES") = rasd::MAX_GRID_NODES;
+  m.attr("MAX_BIAS_NODES") = rasd::cpu::MAX_BIAS_NODES;
 }

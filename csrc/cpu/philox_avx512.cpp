@@ -7,7 +7,7 @@
 // op; only the float rounding of the fused multiply-adds may differ, as it does between the
 // compiler's own vector clones.
 // The kernel is compiled for AVX-512 (avx512.h) and only called when the CPU has it.
-#include "cpu.h"
+#include "philox_fill.h"
 #include "avx512.h"  // last: see its header comment
 
 namespace rasd {

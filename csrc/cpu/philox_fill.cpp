@@ -1,7 +1,7 @@
 // philox_fill: Philox4x32-10 uniforms / normals, one block of four elements per SIMD lane.
 #include <algorithm>
 
-#include "cpu.h"
+#include "philox_fill.h"
 
 namespace rasd {
 namespace cpu {

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "../common/interp.h"
-#include "cpu.h"
+#include "spline_maximum.h"
 
 namespace rasd {
 namespace cpu {
