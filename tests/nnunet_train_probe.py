@@ -5,7 +5,8 @@ weights at the moment its first training step would start.
 
 nnU-Net writes no checkpoint before it has trained, so the state it starts from is observed
 here: nnUNetTrainer.on_train_start runs after -pretrained_weights was loaded and right before
-the first train_step; the wrapper below calls it unchanged, then saves the state dict.
+the first train_step; the wrapper below calls it unchanged, then saves the state dict (and
+trains on one thread, see below).
 """
 
 import sys
@@ -42,6 +43,9 @@ def main() -> None:
         original(self)
         state = {k: v.detach().cpu().clone() for k, v in self.network.state_dict().items()}
         torch.save(state, snapshot)
+        # nnU-Net gives the CPU all cores; on a shared machine the test's tiny convolutions run
+        # several times faster on one thread than on threads that wait for each other.
+        torch.set_num_threads(1)
 
     nnUNetTrainer.on_train_start = on_train_start
     sys.argv = ["nnUNetv2_train", *sys.argv[2:]]

@@ -31,7 +31,7 @@ from rasd_pretrain.models import build_model
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.path.dirname(sys.executable)
 DATASET = "Dataset001_RaSDTiny"
-CASES, SIZE, LABELS = 10, 32, 3
+CASES, SIZE, LABELS = 10, 16, 3    # nnU-Net plans a 3-stage U-Net for 16^2
 
 
 def nnunet_env(root) -> dict:
@@ -153,6 +153,14 @@ def test_export_loads_with_nnunets_load_pretrained_weights(dataset, pretrained, 
                      "--nnunet-configuration", "2d"]) == 0
     assert f"{len(ours)} tensors load" in capsys.readouterr().out
 
+    # `rasd-pretrain export` writes the same file from the checkpoint.
+    again = dataset["root"] / "again"
+    checkpoint = pretrained.parent.parent / "checkpoints" / "last.pt"
+    assert cli.main(["export", str(checkpoint), "--out", str(again)]) == 0
+    rewritten = weights_of(again / nnunet.WEIGHTS_NAME)
+    assert rewritten.keys() == ours.keys()
+    assert all(torch.equal(rewritten[k], ours[k]) for k in ours)
+
 
 def test_nnunet_train_starts_from_the_pretrained_weights(dataset, pretrained):
     # nnUNetv2_train DATASET 2d 0 -tr nnUNetTrainer_1epoch -device cpu -pretrained_weights FILE
@@ -233,8 +241,8 @@ def test_weights_from_other_plans_name_the_first_differing_key(dataset, pretrain
                                                                capsys):
     plans = json.load(open(dataset["plans"]))
     narrow = copy.deepcopy(plans)
-    narrow["configurations"]["2d"]["architecture"]["arch_kwargs"]["features_per_stage"] = \
-        [16, 32, 64, 128]
+    arch = narrow["configurations"]["2d"]["architecture"]["arch_kwargs"]
+    arch["features_per_stage"] = [n // 2 for n in arch["features_per_stage"]]
     (tmp_path / "narrow").mkdir()
     other = tmp_path / "narrow" / "nnUNetPlans.json"
     other.write_text(json.dumps(narrow))

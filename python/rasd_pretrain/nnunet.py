@@ -203,12 +203,16 @@ def export_weights(model_state: dict, config: dict, step: int, out_dir: str) -> 
     """Write OUT/nnunet_pretrained.pth (for -pretrained_weights) and export.json."""
     os.makedirs(out_dir, exist_ok=True)
     kwargs = config["model_kwargs"]
-    plan = read_plan(kwargs["plans"], kwargs["configuration"])
-    meta = {"format": FORMAT, "plans": plan.path, "plans_name": plan.plans_name,
-            "dataset_name": plan.dataset_name, "configuration": plan.configuration,
-            "network_class": plan.arch_class_name, "patch_size": list(plan.patch_size),
-            "input_channels": plan.input_channels, "step": step,
+    meta = {"format": FORMAT, "plans": kwargs["plans"], "configuration": kwargs["configuration"],
+            "patch_size": list(config["shape"]),
+            "input_channels": int(config.get("synthesis", {}).get("channels", 1)), "step": step,
             "features": "last decoder stage (input of the segmentation head)"}
+    try:    # the plans may have moved since training: the weights are written regardless
+        plan = read_plan(kwargs["plans"], kwargs["configuration"])
+        meta.update(plans_name=plan.plans_name, dataset_name=plan.dataset_name,
+                    network_class=plan.arch_class_name)
+    except ValueError:
+        pass
     paths = {"network": os.path.join(out_dir, WEIGHTS_NAME),
              "meta": os.path.join(out_dir, "export.json")}
     torch.save({"network_weights": nnunet_state_dict(model_state), "rasd_pretrain": meta},
