@@ -1,4 +1,4 @@
-"""Optional dependencies of the driver (the `train` extra), imported on first use."""
+"""Optional dependencies of the driver (the `train` and `nnunet` extras), imported on first use."""
 
 from __future__ import annotations
 
@@ -6,13 +6,18 @@ import importlib
 
 # import name -> distribution name
 _PACKAGES = {"monai": "monai", "yaml": "pyyaml", "tqdm": "tqdm", "nibabel": "nibabel",
-             "matplotlib": "matplotlib"}
+             "matplotlib": "matplotlib", "nnunetv2": "nnunetv2",
+             "dynamic_network_architectures": "dynamic-network-architectures",
+             "SimpleITK": "SimpleITK"}
+# import name -> the extra that installs it (default: train)
+_EXTRAS = {"nnunetv2": "nnunet", "dynamic_network_architectures": "nnunet",
+           "SimpleITK": "nnunet"}
 
 INSTALL_HINT = "pip install 'rasd_kernels[train]'"
 
 
 class MissingDependency(ImportError):
-    """An optional package of the `train` extra is not installed."""
+    """An optional package of an extra (`train`, `nnunet`) is not installed."""
 
 
 def require(module: str):
@@ -21,6 +26,7 @@ def require(module: str):
         return importlib.import_module(module)
     except ImportError as exc:
         top = module.split(".")[0]
+        extra = _EXTRAS.get(top, "train")
         raise MissingDependency(
             f"{_PACKAGES.get(top, top)} is needed here but cannot be imported ({exc}); "
-            f"install the pre-training extras with: {INSTALL_HINT}") from None
+            f"install the {extra!r} extra with: pip install 'rasd_kernels[{extra}]'") from None

@@ -5,6 +5,9 @@
     rasd-pretrain --out runs/demo --resume --steps 400
     torchrun --nproc-per-node 8 -m rasd_pretrain --preset rasd3d --out runs/rasd3d
     rasd-pretrain export runs/demo/checkpoints/last.pt --out weights/
+    rasd-pretrain --nnunet-plans nnUNetPlans.json --nnunet-configuration 3d_fullres --out runs/nn
+    rasd-pretrain nnunet-check runs/nn/export/nnunet_pretrained.pth --nnunet-plans ... (see
+        rasd_pretrain.nnunet; also nnunet-default-plans)
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ PROG = "rasd-pretrain"
 
 # flag dest -> config field (where they differ)
 _RENAME = {"labels": "num_labels", "synth": "synthesis", "model_arg": "model_kwargs"}
-_NOT_CONFIG = {"config", "resume", "overwrite", "quiet", "progress", "print_config"}
+_NOT_CONFIG = {"config", "resume", "overwrite", "quiet", "progress", "print_config",
+               "nnunet_plans", "nnunet_configuration"}
 
 
 def _key_value(text: str) -> tuple[str, object]:
@@ -65,6 +69,11 @@ def parser() -> argparse.ArgumentParser:
                    help="L2-normalise embeddings and prototypes (default on)")
     g.add_argument("--consistency", choices=CONSISTENCY_KINDS, help="two-view term")
     g.add_argument("--consistency-weight", type=float)
+    g = p.add_argument_group("nnU-Net (the nnunet extra)")
+    g.add_argument("--nnunet-plans", metavar="JSON", help="pre-train the network of this nnU-Net "
+                   "plans file (sets model, shape, batch, embed-dim and channels from it)")
+    g.add_argument("--nnunet-configuration", metavar="NAME",
+                   help="configuration of the plans (2d, 3d_fullres, ...)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--steps", type=int, help="total steps of the run")
     g.add_argument("--lr", type=float, help="AdamW learning rate")
@@ -125,13 +134,29 @@ def resolve(args: argparse.Namespace):
         base = _resume_base(args, flags.get("out"))
     else:
         base = preset_values("cpu-small")
-    return build(base, file_values, flags)
+    return build(base, file_values, _nnunet_values(args, flags), flags)
+
+
+def _nnunet_values(args: argparse.Namespace, flags: dict) -> dict:
+    """Settings from --nnunet-plans / --nnunet-configuration (empty without them)."""
+    if args.nnunet_plans is None and args.nnunet_configuration is None:
+        return {}
+    if args.nnunet_plans is None or args.nnunet_configuration is None:
+        raise ValueError("--nnunet-plans and --nnunet-configuration go together")
+    clash = sorted({"model", "model_kwargs", "embed_dim"} & set(flags))
+    if clash:
+        raise ValueError(f"--nnunet-plans sets the network; drop {clash}")
+    from .nnunet import config_values
+    return config_values(args.nnunet_plans, args.nnunet_configuration)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["export"]:
         return export_main(argv[1:])
+    if argv[:1] in (["nnunet-check"], ["nnunet-default-plans"]):
+        from . import nnunet
+        return nnunet.main(argv)
     args = parser().parse_args(argv)
     try:
         config = resolve(args)
@@ -139,8 +164,11 @@ def main(argv: list[str] | None = None) -> int:
             print(require("yaml").safe_dump(config.to_dict(), sort_keys=False), end="")
             return 0
         from .trainer import train
-        train(config, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet,
-              progress=args.progress, record=False)
+        result = train(config, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet,
+                       progress=args.progress, record=False)
+        if config.model == "nnunet" and result.exports and not args.quiet:
+            print(f"fine-tune with: nnUNetv2_train DATASET {config.model_kwargs['configuration']}"
+                  f" FOLD -pretrained_weights {result.exports['network']}")
     except (ValueError, MissingDependency) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -160,7 +188,8 @@ def export_main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     from .export import export_checkpoint
     try:
-        taken = [n for n in ("encoder.pt", "encoder_load_from.pt", "network.pt", "export.json")
+        taken = [n for n in ("encoder.pt", "encoder_load_from.pt", "network.pt", "export.json",
+                             "nnunet_pretrained.pth")
                  if os.path.exists(os.path.join(args.out, n))]
         if taken and not args.overwrite:
             raise ValueError(f"{args.out} already holds {', '.join(taken)}; pass --overwrite "

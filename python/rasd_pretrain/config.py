@@ -222,8 +222,7 @@ def build(*layers: dict[str, Any]) -> PretrainConfig:
     merged: dict[str, Any] = {}
     for layer in layers:
         # Another model starts from its own defaults, not the previous model's arguments.
-        if ("model" in layer and layer["model"] != merged.get("model")
-                and "model_kwargs" not in layer):
+        if "model" in layer and layer["model"] != merged.get("model"):
             merged.pop("model_kwargs", None)
         for k, v in layer.items():
             if isinstance(v, dict) and isinstance(merged.get(k), dict):

@@ -12,7 +12,8 @@ From a SwinUNETR checkpoint, `export` writes into a folder:
   ``net.load_state_dict(torch.load(p), strict=False)`` then reports only ``out.*`` missing.
 * ``export.json``: the hyper-parameters to rebuild the network, and the checkpoint step.
 
-Other backbones get ``network.pt`` (the full state dict) and ``export.json``.
+Other backbones get ``network.pt`` (the full state dict) and ``export.json``; an nnU-Net
+network (``--nnunet-plans``) gets ``nnunet_pretrained.pth`` (see `rasd_pretrain.nnunet`).
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ def _is_swinunetr(model_state: dict) -> bool:
 
 def export(model_state: dict, config: dict, step: int, out_dir: str) -> dict[str, str]:
     """Write the export files of one model state; returns {name: path}."""
+    if config.get("model") == "nnunet":    # the file nnUNetv2_train -pretrained_weights loads
+        from .nnunet import export_weights
+        return export_weights(model_state, config, step, out_dir)
     os.makedirs(out_dir, exist_ok=True)
     paths: dict[str, str] = {}
     swin = _is_swinunetr(model_state)

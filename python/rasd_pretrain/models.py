@@ -2,7 +2,8 @@
 
 A factory is called as ``factory(spatial_dims=, in_channels=, out_channels=, shape=, **kwargs)``
 and returns the module. Built in: ``swinunetr`` and ``unet`` (MONAI), and ``convnet`` (plain
-PyTorch, a tiny baseline for tests). Register your own with
+PyTorch, a tiny baseline for tests), and ``nnunet`` (the network of an nnU-Net plans file, see
+`rasd_pretrain.nnunet`). Register your own with
 ``@register_model("name")``, or name it on the command line as ``package.module:function``
 (imported on use), or pass a built module to ``rasd_pretrain.train(config, model=...)``.
 """
@@ -31,11 +32,17 @@ def register_model(name: str, factory: ModelFactory | None = None):
     return add(factory) if factory is not None else add
 
 
+# Backbones of optional extras, registered when their module is first imported.
+_LAZY = {"nnunet": "rasd_pretrain.nnunet"}
+
+
 def available_models() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted({*_REGISTRY, *_LAZY})
 
 
 def _factory(name: str) -> ModelFactory:
+    if name in _LAZY and name not in _REGISTRY:
+        importlib.import_module(_LAZY[name])
     if name in _REGISTRY:
         return _REGISTRY[name]
     if ":" in name:
