@@ -5,6 +5,12 @@ for each seed, ours then literal. The two generators share the distribution, not
 numbers, so a column pair shows two independent draws of the same process.
 
     .venv/bin/python benches/gallery.py [--seeds 3] [--size3d 128] [--size2d 512]
+    .venv/bin/python benches/gallery.py --clinical    # docs/gallery_clinical.png
+
+--clinical: the rasd3d-clinical preset beside the default rasd3d one on the same sample
+indices (so the same anatomy; the acquisition options act only on the image), each volume cut
+through its middle along D, H and W: a thick-slice axis shows as straight bands across the
+two cuts that contain it.
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "python"))
+try:
+    import rasd_bench  # noqa: F401  (installed with the package)
+except ImportError:   # a source checkout that was not installed
+    sys.path[:0] = [str(ROOT / "python"), str(ROOT)]
 
 import rasd_kernels as rk  # noqa: E402
 from rasd_kernels import backends  # noqa: E402
@@ -43,15 +51,52 @@ def draw(seeds: int, shape, K: int, backend: str):
     return out
 
 
+def clinical(samples: int, backend: str, out: Path) -> None:
+    shape, K, default = rk.preset("rasd3d")
+    clinical_config = rk.preset("rasd3d-clinical")[2]
+    image, label = rk.synthesize(samples, shape, K, seed=0, config=default, backend=backend)
+    clinical_image, _ = rk.synthesize(samples, shape, K, seed=0, config=clinical_config,
+                                      backend=backend)
+    rows = [("labels", label, "tab10")] + [
+        (f"{name} image, cut {axis}", img[:, 0], "gray")
+        for name, img in (("rasd3d", image), ("clinical", clinical_image))
+        for axis in "DHW"]
+    fig, axes = plt.subplots(len(rows), samples, figsize=(2.4 * samples, 2.4 * len(rows) + 0.6),
+                             squeeze=False)
+    for r, (title, volumes, cmap) in enumerate(rows):
+        axis = "DHW".index(title[-1]) if "cut" in title else 0
+        for s in range(samples):
+            cut = volumes[s].select(axis, shape[axis] // 2)
+            limits = dict(vmin=-0.5, vmax=K - 0.5) if cmap == "tab10" else dict(vmin=0, vmax=1)
+            axes[r, s].imshow(cut.numpy(), cmap=cmap, interpolation="nearest", **limits)
+            axes[r, s].set_xticks([])
+            axes[r, s].set_yticks([])
+        axes[r, 0].set_ylabel(title, fontsize=8)
+    for s in range(samples):
+        axes[0, s].set_title(f"sample {s}", fontsize=9)
+    fig.suptitle("rasd3d beside rasd3d-clinical (thick slices, low resolution, cleared "
+                 "background) on the same samples; middle cuts", fontsize=10)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=80)
+    print(f"wrote {out}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--size3d", type=int, default=128)
     ap.add_argument("--size2d", type=int, default=512)
     ap.add_argument("--backend", default="auto")
-    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "gallery.png")
+    ap.add_argument("--out", type=Path)
+    ap.add_argument("--clinical", action="store_true",
+                    help="the rasd3d-clinical preset beside rasd3d instead (4 samples)")
     args = ap.parse_args(argv)
     backend = backends.resolve(args.backend, torch.device("cpu"))
+    if args.clinical:
+        clinical(4, backend, args.out or ROOT / "docs" / "gallery_clinical.png")
+        return
+    args.out = args.out or ROOT / "docs" / "gallery.png"
     cases = [("3D", (args.size3d,) * 3, 8), ("2D", (args.size2d,) * 2, 16)]
 
     cols = 2 * args.seeds

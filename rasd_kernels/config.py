@@ -241,11 +241,22 @@ class SynthesisConfig:
         return self.texture_std_max > 0.0
 
 
-# The published settings: 128^3 with 8 labels, 512^2 with 16 labels. Read-only: a preset is
-# shared by every caller (configs are frozen; use config.replace for a variant).
+# Clinical-looking MRI (docs/acquisition.md gives the reason for each range): half the volumes
+# acquired in thick slices along one axis (2 to 6 voxels apart, as 2-6 mm slices of a 1 mm
+# grid), half at a lower resolution (voxels of 1 to 3 along every axis, with their
+# point-spread function), a third skull-stripped (background cleared).
+CLINICAL = SynthesisConfig(thick_slice_prob=0.5, thick_slice_stride_min=2,
+                           thick_slice_stride_max=6, thick_slice_axes=(0, 1, 2),
+                           lowres_prob=0.5, lowres_voxel_min=1.0, lowres_voxel_max=3.0,
+                           clear_background_prob=0.3)
+
+# The published settings: 128^3 with 8 labels, 512^2 with 16 labels, and the clinical variant
+# of the 3D one. Read-only: a preset is shared by every caller (configs are frozen; use
+# config.replace for a variant).
 PRESETS = MappingProxyType({
     "rasd3d": ((128, 128, 128), 8, SynthesisConfig()),
     "rasd2d": ((512, 512), 16, SynthesisConfig()),
+    "rasd3d-clinical": ((128, 128, 128), 8, CLINICAL),
 })
 
 

@@ -7,6 +7,7 @@ step over ranks and workers with its global batch (disjoint and covering).
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -20,6 +21,9 @@ from rasd_kernels.data import SyntheticDataset, sample_indices
 SMALL = rk.SynthesisConfig(field_nodes=(4, 3), warp_nodes=(5, 3), bias_fwhm_min=4.0,
                            bias_fwhm_max=8.0)
 SHAPE, K, SEED = (24, 20), 5, 17
+# Child interpreters run from here, not the repository root, whose source tree (without the
+# compiled module) would shadow the installed package.
+NEUTRAL = tempfile.gettempdir()
 
 
 def _expected(indices, views=1):
@@ -246,7 +250,7 @@ def test_forked_workers_after_the_parent_ran_the_kernels_do_not_hang(threads):
     threads of their own there. A hang fails by the (generous) timeout, not by speed."""
     script = FORKED_AFTER_KERNELS.replace("THREADS", repr(threads))
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=600)
+                          timeout=600, cwd=NEUTRAL)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
@@ -271,7 +275,7 @@ def test_kernels_in_a_forked_child_run_on_their_own_threads():
         print(os.read(read, 100).decode())
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                          timeout=600)
+                          timeout=600, cwd=NEUTRAL)
     assert done.stdout.split() == ["True", "2", "False"], done.stderr[-2000:]
     assert cpu.openmp_usable()          # this process was not forked
 
@@ -308,6 +312,7 @@ def test_torchrun_ranks_draw_disjoint_covering_rows(tmp_path):
     script.write_text(TORCHRUN_SCRIPT)
     torchrun = Path(sys.executable).with_name("torchrun")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run([str(torchrun), "--standalone", "--nproc-per-node", "2", str(script)], capture_output=True, text=True, timeout=600, env=env)
+    done = subprocess.run([str(torchrun), "--standalone", "--nproc-per-node", "2", str(script)],
+                          capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split("\n")[0].startswith("True [0, 1, 2, 6, 7, 8, 12, 13, 14]")

@@ -4,6 +4,7 @@ a silent clamp or a wrong answer."""
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -24,7 +25,10 @@ def _python(code: str, limit_kb: int | None = None, timeout: int = 600):
     cmd = [sys.executable, "-c", textwrap.dedent(code)]
     if limit_kb is not None:
         cmd = ["bash", "-c", f'ulimit -v {limit_kb} && exec "$@"', "bash", *cmd]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    # From a neutral folder: the repository root's source tree, without the compiled module,
+    # would shadow the installed package.
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                          cwd=tempfile.gettempdir())
 
 
 # ---- memory -------------------------------------------------------------------------------

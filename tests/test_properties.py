@@ -93,7 +93,7 @@ def _reference_labels_check(config, shape, K, seed, start, label, views):
 
 # The C++ kernels are fast enough for a few hundred examples; the Triton interpreter (and the
 # CUDA emulation) run the same properties on fewer.
-EXAMPLES = {"cpu": 250, "triton": 12, "cuda": 12}
+EXAMPLES = {"cpu": 250, "triton": 8, "cuda": 12}
 
 
 def _valid_and_like_the_reference(backend, data, config, K, seed, start, views):

@@ -245,6 +245,27 @@ __device__ void noise_blur_w(const Pairs& P, float* image, int rows_per_block) {
   }
 }
 
+// Tile `tile` of whole lines of one pair's image [outer, length, inner]: length x width
+// neighbouring columns (width <= tile_inner) copied into shared memory tile_x
+// [length][tile_inner]; returns where the tile's first column sits in the image. Every thread
+// of the block calls it (it synchronises before and after the copy).
+__device__ __forceinline__ float* load_line_tile(float* image, long long tile,
+                                                 long long column_tiles, int length,
+                                                 long long inner, int tile_inner,
+                                                 float* tile_x, int& width) {
+  const long long o = tile / column_tiles;
+  const long long c0 = (tile - o * column_tiles) * tile_inner;
+  width = int(min_of((long long)tile_inner, inner - c0));
+  float* base = image + o * length * inner + c0;
+  __syncthreads();  // the previous tile is no longer read
+  for (int i = threadIdx.x; i < length * width; i += blockDim.x) {
+    const int l = i / width, c = i - l * width;
+    tile_x[l * tile_inner + c] = base[l * inner + c];
+  }
+  __syncthreads();
+  return base;
+}
+
 // Blur along `axis` (scalar order) in place. The image of one pair is [outer, length, inner];
 // a block tile holds whole lines: length x tile_inner neighbouring columns (coalesced loads
 // along the innermost axis).
@@ -269,16 +290,9 @@ __device__ void blur_axis(float* image, const float* scalars, float* stats, long
     if (blur.radius == 0) continue;  // identity (block-uniform)
     float lo = positive_infinity(), hi = negative_infinity();
     for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-      const long long o = tile / column_tiles;
-      const long long c0 = (tile - o * column_tiles) * tile_inner;
-      const int width = int(min_of((long long)tile_inner, inner - c0));
-      float* base = image + p * voxels + o * length * inner + c0;
-      __syncthreads();  // the previous tile is no longer read
-      for (int i = threadIdx.x; i < length * width; i += blockDim.x) {
-        const int l = i / width, c = i - l * width;
-        tile_x[l * tile_inner + c] = base[l * inner + c];
-      }
-      __syncthreads();
+      int width;
+      float* base = load_line_tile(image + p * voxels, tile, column_tiles, length, inner,
+                                   tile_inner, tile_x, width);
       for (int i = threadIdx.x; i < length * width; i += blockDim.x) {
         const int l = i / width, c = i - l * width;
         const float x = convolve_at(blur, tile_x + c, length, tile_inner, l);
@@ -306,16 +320,9 @@ __device__ void resample_axis(float* image, const float* scalars, float* stats, 
     if (!axis_resampled(s, DIM, axis)) continue;  // block-uniform
     float lo = positive_infinity(), hi = negative_infinity();
     for (long long tile = blockIdx.x; tile < tiles; tile += gridDim.x) {
-      const long long o = tile / column_tiles;
-      const long long c0 = (tile - o * column_tiles) * tile_inner;
-      const int width = int(min_of((long long)tile_inner, inner - c0));
-      float* base = image + p * voxels + o * length * inner + c0;
-      __syncthreads();  // the previous tile is no longer read
-      for (int i = threadIdx.x; i < length * width; i += blockDim.x) {
-        const int l = i / width, c = i - l * width;
-        tile_x[l * tile_inner + c] = base[l * inner + c];
-      }
-      __syncthreads();
+      int width;
+      float* base = load_line_tile(image + p * voxels, tile, column_tiles, length, inner,
+                                   tile_inner, tile_x, width);
       for (int i = threadIdx.x; i < length * width; i += blockDim.x) {
         const int l = i / width, c = i - l * width;
         const float x = resample_at(s, DIM, axis, tile_x + c, length, tile_inner, l);

@@ -4,6 +4,7 @@ MONAI, on one workload in one run.
     rasd-bench --preset rasd3d                     # 128^3, K = 8, batch 4
     rasd-bench --preset rasd3d rasd2d --json       # one JSON object per result line
     rasd-bench --shape 24 24 24 --labels 4 --batch 1 --repeats 2
+    rasd-bench --preset rasd3d rasd2d --acquisition  # the cost of each acquisition option
 
 Tools: `rasd-<backend>` for every requested backend of rasd_kernels, `literal` (the published
 generator, rasd_bench.literal), `torchio` and `monai` (rasd_bench.alternatives). Stages:
@@ -38,10 +39,10 @@ from rasd_kernels.ops.gmm_shapes import gmm_shapes
 from rasd_kernels.ops.philox_fill import philox_fill
 from rasd_kernels.synthesize import synthesize, synthesize_into
 
-from . import alternatives, timing
+from . import acquisition, alternatives, timing
 from .timing import Case, CorrectnessError
 
-PRESET_BATCH = {"rasd3d": 4, "rasd2d": 16}   # the published batch sizes
+PRESET_BATCH = {"rasd3d": 4, "rasd2d": 16, "rasd3d-clinical": 4}   # the published batch sizes
 OUR_STAGES = ("full", "labels", "appearance", "philox_fill", "gmm_shapes", "bias_field")
 LITERAL_STAGES = ("full", "labels", "appearance")
 STAGES = tuple(dict.fromkeys(OUR_STAGES + alternatives.STAGES))
@@ -365,6 +366,10 @@ def tool_cases(tool: str, w: Workload, args, device, rasd_backends) -> list[Case
 
 
 def tool_unavailable(tool: str, w: Workload) -> str | None:
+    acquired = w.config.acquisition_enabled or w.config.clear_background_prob > 0
+    if tool != "rasd" and acquired:
+        return ("its pipeline has no acquisition options, so it would do less work; compare "
+                "the options themselves with --acquisition")
     if tool in alternatives.TOOLS:
         return alternatives.unavailable_reason(tool)
     if tool == "literal":
@@ -551,6 +556,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object per result")
     p.add_argument("--save", help="also write the JSON lines to this file")
+    p.add_argument("--acquisition", action="store_true",
+                   help="time each acquisition option of SPEC 9 (on our fastest backend) "
+                        "beside TorchIO's RandomAnisotropy and MONAI's "
+                        "RandSimulateLowResolution, instead of the tools table")
     p.add_argument("--min-speedup", type=float,
                    help="exit 1 unless ours beats every other tool's full pipeline this much")
     args = p.parse_args(argv)
@@ -571,8 +580,27 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def run_acquisition(args) -> list[dict]:
+    """The acquisition option table (rasd_bench.acquisition) for every requested workload."""
+    device = torch.device(args.device)
+    backend = select_backends(args.backends, device)[0]
+    records = []
+    for w in workloads(args):
+        records += acquisition.option_records(
+            w, backend, device, args.seed, repeats=args.repeats, min_repeats=args.min_repeats,
+            warmup=args.warmup, budget_s=args.budget, log=_log)
+    return records
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.acquisition:
+        records = run_acquisition(args)
+        if args.save:
+            with open(args.save, "w") as f:
+                f.write("".join(json.dumps(r) + "\n" for r in records))
+        print(acquisition.format_options(records))
+        return 0
     try:
         records = run(args)
     except CorrectnessError as exc:

@@ -1,0 +1,137 @@
+"""The cost of each acquisition option (SPEC 9), beside the same idea in TorchIO and MONAI.
+
+For a workload, ours is timed as the full pipeline (synthesize_into) with every option off,
+then with one option always on (probability 1): thick slices, low resolution, background
+clearing, the published border. The option's cost is the difference. TorchIO's
+RandomAnisotropy (one axis downsampled and resampled back) and MONAI's
+RandSimulateLowResolution (downsampled and resampled back on every axis) are timed on the same
+images, one sample after another as their transforms take them: the work they add to a
+pipeline that already has its images.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from rasd_kernels import synthesize_into
+from rasd_kernels.config import SynthesisConfig
+
+from . import timing
+from .timing import Case, CorrectnessError
+
+OPTIONS = {
+    "thick slices": dict(thick_slice_prob=1.0, thick_slice_stride_min=2,
+                         thick_slice_stride_max=6, thick_slice_axes=(0,)),
+    "low resolution": dict(lowres_prob=1.0, lowres_voxel_min=2.0, lowres_voxel_max=4.0),
+    "background clearing": dict(clear_background_prob=1.0),
+    "border zeros": dict(border="zeros"),
+}
+
+
+def _check_image(out, batch: int, shape) -> str:
+    image = out[0] if isinstance(out, tuple) else out
+    if tuple(image.shape[:1]) != (batch,) or tuple(image.shape[-len(shape):]) != tuple(shape):
+        raise CorrectnessError(f"image of shape {tuple(image.shape)}")
+    if not bool(torch.isfinite(image).all()):
+        raise CorrectnessError("image has non-finite values")
+    return "finite image of the workload's shape"
+
+
+def our_cases(w, backend: str, device, seed: int) -> list[Case]:
+    """The full pipeline with no option, then with each option on."""
+    B, S, K = w.batch, w.shape, w.num_labels
+    image = torch.empty(B, w.config.channels, *S, device=device)
+    label = torch.empty(B, *S, dtype=torch.uint8, device=device)
+    starts = itertools.count(1)
+    cases = []
+    baseline = config_with_defaults(w.config)
+    for name, changes in {"no option": {}, **OPTIONS}.items():
+        config = baseline.replace(**changes)
+
+        def run(config=config):
+            synthesize_into(image, label, num_labels=K, seed=seed,
+                            start_index=next(starts) * B, config=config, backend=backend)
+            return image
+
+        cases.append(Case(f"rasd-{backend}", name, B, device, run,
+                          lambda out: _check_image(out, B, S)))
+    return cases
+
+
+def alternative_cases(w, images: torch.Tensor) -> list[Case]:
+    """TorchIO RandomAnisotropy and MONAI RandSimulateLowResolution on our images [B, C, *S]
+    (3D: TorchIO works on volumes only)."""
+    B, S = w.batch, w.shape
+    cases = []
+    if len(S) == 3:
+        try:
+            import torchio as tio
+        except ImportError:
+            tio = None
+        if tio is not None:
+            anisotropy = tio.RandomAnisotropy(axes=(0,), downsampling=(2, 6))
+            subjects = [tio.Subject(image=tio.ScalarImage(tensor=x.cpu())) for x in images]
+
+            def run_tio():
+                return torch.stack([anisotropy(s).image.data for s in subjects])
+
+            cases.append(Case("torchio", "RandomAnisotropy", B, torch.device("cpu"), run_tio,
+                              lambda out: _check_image(out, B, S)))
+    try:
+        from monai.transforms import RandSimulateLowResolution
+    except ImportError:
+        return cases
+    lowres = RandSimulateLowResolution(prob=1.0, zoom_range=(0.25, 0.5))
+    lowres.set_random_state(0)
+
+    def run_monai():
+        return torch.stack([torch.as_tensor(lowres(x)) for x in images])
+
+    cases.append(Case("monai", "RandSimulateLowResolution", B, images.device, run_monai,
+                      lambda out: _check_image(out, B, S)))
+    return cases
+
+
+def option_records(w, backend: str, device, seed: int, *, repeats: int, min_repeats: int,
+                   warmup: int, budget_s: float, log) -> list[dict]:
+    """One record per case: ms per batch, and for our options the cost over no option."""
+    records, base = [], None
+    for case in our_cases(w, backend, device, seed):
+        result = timing.run_case(case, warmup=warmup, repeats=repeats, min_repeats=min_repeats,
+                                 budget_s=budget_s)
+        ms = 1e3 * case.batch / result.measurement.samples_per_s()
+        base = ms if base is None else base
+        records.append(dict(preset=w.preset, tool=case.tool, option=case.stage, batch=case.batch,
+                            ms_per_batch=ms, extra_ms=ms - base, relative=ms / base))
+        log(f"{w.preset} {case.stage:<20} {case.tool:<15} {ms:9.1f} ms per batch")
+    image = torch.empty(w.batch, w.config.channels, *w.shape, device=device)
+    label = torch.empty(w.batch, *w.shape, dtype=torch.uint8, device=device)
+    synthesize_into(image, label, num_labels=w.num_labels, seed=seed, config=w.config,
+                    backend=backend)
+    for case in alternative_cases(w, image):
+        result = timing.run_case(case, warmup=warmup, repeats=repeats, min_repeats=min_repeats,
+                                 budget_s=budget_s)
+        ms = 1e3 * case.batch / result.measurement.samples_per_s()
+        records.append(dict(preset=w.preset, tool=case.tool, option=case.stage, batch=case.batch,
+                            ms_per_batch=ms, extra_ms=ms, relative=ms / base))
+        log(f"{w.preset} {case.stage:<20} {case.tool:<15} {ms:9.1f} ms per batch")
+    return records
+
+
+def format_options(records: list[dict]) -> str:
+    """The table: per preset, what each option adds to our full pipeline, and what the
+    alternatives' transforms take on the same batch."""
+    lines = ["| preset | option | tool | ms per batch | added ms | x full pipeline |",
+             "| --- | --- | --- | ---: | ---: | ---: |"]
+    for r in records:
+        lines.append(f"| {r['preset']} | {r['option']} | {r['tool']} | "
+                     f"{r['ms_per_batch']:.1f} | {r['extra_ms']:+.1f} | {r['relative']:.2f} |")
+    return "\n".join(lines)
+
+
+def config_with_defaults(config: SynthesisConfig) -> SynthesisConfig:
+    """Every option off (the baseline of the table), whatever the preset turns on."""
+    return config.replace(thick_slice_prob=0.0, lowres_prob=0.0, clear_background_prob=0.0,
+                          border="edge")
