@@ -332,3 +332,26 @@ def test_results_markdown_keeps_the_hand_written_sections(records, tmp_path):
     text = md.read_text()
     assert "old table" not in text and "| preset |" in text
     assert text.endswith(script.KEEP_MARKER + "\n## GPU\nH100, 2026-11-28: 123\n")
+
+
+def test_acquisition_table_times_every_option_and_the_alternatives(capsys, tmp_path):
+    saved = tmp_path / "acquisition.jsonl"
+    assert cli.main([*TINY, "--acquisition", "--save", str(saved)]) == 0
+    table = capsys.readouterr().out
+    rows = [json.loads(line) for line in saved.read_text().splitlines()]
+    options = [r["option"] for r in rows if r["tool"].startswith("rasd")]
+    assert options == ["no option", "thick slices", "low resolution", "background clearing",
+                       "border zeros"]
+    assert {r["option"] for r in rows if not r["tool"].startswith("rasd")} == {
+        "RandomAnisotropy", "RandSimulateLowResolution"}
+    assert all(r["ms_per_batch"] > 0 for r in rows)
+    assert rows[0]["extra_ms"] == 0.0 and rows[0]["relative"] == 1.0
+    assert "| custom | thick slices | rasd-" in table
+
+
+def test_the_clinical_preset_is_benchmarked_alone():
+    (w,) = cli.workloads(cli.parse_args(["--preset", "rasd3d-clinical"]))
+    assert w.config.thick_slice_prob > 0 and w.config.lowres_prob > 0
+    for tool in ("literal", "torchio", "monai"):
+        assert "no acquisition options" in cli.tool_unavailable(tool, w)
+    assert cli.tool_unavailable("rasd", w) is None
