@@ -339,13 +339,15 @@ def test_acquisition_table_times_every_option_and_the_alternatives(capsys, tmp_p
     assert cli.main([*TINY, "--acquisition", "--save", str(saved)]) == 0
     table = capsys.readouterr().out
     rows = [json.loads(line) for line in saved.read_text().splitlines()]
-    options = [r["option"] for r in rows if r["tool"].startswith("rasd")]
-    assert options == ["no option", "thick slices", "low resolution", "background clearing",
-                       "border zeros"]
+    ours = [(r["option"], r["stage"]) for r in rows if r["tool"].startswith("rasd")]
+    assert ours == [("no option", "labels"), ("no option", "images"),
+                    ("thick slices", "images"), ("low resolution", "images"),
+                    ("background clearing", "images"), ("border zeros", "labels")]
     assert {r["option"] for r in rows if not r["tool"].startswith("rasd")} == {
         "RandomAnisotropy", "RandSimulateLowResolution"}
     assert all(r["ms_per_batch"] > 0 for r in rows)
-    assert rows[0]["extra_ms"] == 0.0 and rows[0]["relative"] == 1.0
+    assert rows[0]["extra_ms"] == 0.0 and rows[1]["extra_ms"] == 0.0
+    assert rows[0]["relative"] == 1.0
     assert "| custom | thick slices | rasd-" in table
 
 

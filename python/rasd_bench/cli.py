@@ -587,8 +587,8 @@ def run_acquisition(args) -> list[dict]:
     records = []
     for w in workloads(args):
         records += acquisition.option_records(
-            w, backend, device, args.seed, repeats=args.repeats, min_repeats=args.min_repeats,
-            warmup=args.warmup, budget_s=args.budget, log=_log)
+            w, backend, device, args.seed, log=_log, repeats=args.repeats,
+            min_repeats=args.min_repeats, warmup=args.warmup, budget_s=args.budget)
     return records
 
 
