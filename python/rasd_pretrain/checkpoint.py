@@ -64,3 +64,27 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def load(path: str, map_location="cpu") -> dict[str, Any]:
+    """Read a checkpoint written by `save`; a clear error for anything else."""
+    if not os.path.isfile(path):
+        raise ValueError(f"no checkpoint at {path}")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:   # torch raises several types for foreign or corrupt files
+        raise ValueError(f"{path} is not a readable checkpoint: {exc}") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a rasd_pretrain checkpoint (expected format {FORMAT})")
+    return payload
+
+
+def check_compatible(payload: dict[str, Any], config: PretrainConfig, path: str) -> None:
+    """Refuse to resume under a different experiment (run options may differ)."""
+    diff = differences(payload["config"], config)
+    if diff:
+        raise ValueError(
+            f"checkpoint {path} was written by a different configuration:\n  "
+            + "\n  ".join(diff)
+            + "\nresume with the same settings (the run folder's config.yaml holds them), or "
+              "start a new run in another --out folder")
