@@ -3,6 +3,7 @@
     rasd-finetune --checkpoint runs/demo/checkpoints/last.pt --k 2 --seed 0
     rasd-finetune --checkpoint runs/demo/checkpoints/last.pt --init scratch --k 2 --seed 0
     rasd-finetune --model unet --embed-dim 32 --k 2          # scratch, architecture from flags
+    rasd-finetune --checkpoint runs/x3d/export --data mni-tissue-3d --k 2 --augment flip-rot90
 
 The segmenter is the pre-training backbone ([B, C, *S] -> [B, E, *S]) followed by a 1x1
 convolution to the classes. Pre-trained and scratch runs take one code path: the same
@@ -17,9 +18,15 @@ What is loaded (``--load``): ``network`` (default) every backbone weight the sou
 SwinUNETR's ``swinViT.*`` encoder.
 
 Data (``--data``): ``mni-tissue`` (the default; rasd_pretrain.mni_tissue: 4-class brain
-tissue on MNI152 slices, k training slices from one band, test slices far from it), or a file
-saved with torch.save holding ``train_image [N, C, *S]``, ``train_label [N, *S]``,
-``test_image``, ``test_label`` and optionally ``classes``.
+tissue on MNI152 slices, k training slices from one band, test slices far from it),
+``mni-tissue-3d`` (rasd_pretrain.mni_tissue3d: the same classes in 3D, k training patches from
+one slab, a test region below it), or a file saved with torch.save holding
+``train_image [N, C, *S]``, ``train_label [N, *S]``, ``test_image``, ``test_label`` and
+optionally ``classes``. 3D test images are segmented by MONAI's sliding-window inference with
+windows of the training patch size.
+
+Augmentation (``--augment``, rasd_pretrain.augment): ``affine`` (rotation, zoom, shift,
+left-right flip, gamma), ``flip-rot90`` (axis flips and 90-degree rotations), ``none``.
 
 Score: per-class Dice over the whole test set (every test pixel pooled), and the mean over the
 foreground classes (all but class 0).
