@@ -285,6 +285,21 @@ def test_readme_fine_tuning_snippet_runs_as_written(tmp_path, monkeypatch, capsy
     assert "0 skipped" in capsys.readouterr().out
 
 
+def test_transfer_doc_unet_snippet_runs_as_written(tmp_path, monkeypatch, capsys):
+    text = (ROOT / "docs" / "transfer.md").read_text()
+    code = "\n".join(line[3:] for line in re.search(r"```python\n(.*?)```", text,
+                                                    flags=re.S).group(1).splitlines())
+    folder = re.search(r'load_pretrained\(net, "([^"]+)"\)', code).group(1)
+    monkeypatch.chdir(tmp_path)
+    setup = tr.SETUP_3D
+    source = monai_nets.UNet(spatial_dims=3, in_channels=1, out_channels=setup["embed_dim"],
+                             **setup["model_kwargs"])
+    export(source.state_dict(), dict(setup, shape=list(setup["shape"]), synthesis={}), 800,
+           str(tmp_path / folder))
+    exec(compile(code, "docs/transfer.md", "exec"), {"__name__": "__main__"})
+    assert "4 skipped" in capsys.readouterr().out
+
+
 # ---- shortening a run ----------------------------------------------------------------------------
 
 def _cli_args(out, *extra):
