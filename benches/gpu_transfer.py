@@ -1,6 +1,6 @@
 """The far end of the transfer budget curve, on a GPU, in one call.
 
-    python benches/gpu_transfer.py                  # on a GPU machine: about 9 minutes
+    python benches/gpu_transfer.py                  # on a GPU machine: 5 min of pre-training
     python benches/gpu_transfer.py --minutes 3      # shorter pre-training
     python benches/gpu_transfer.py --quick          # anywhere, tiny (a smoke test)
 

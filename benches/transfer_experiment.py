@@ -1,8 +1,8 @@
 """Does RaSD pre-training transfer, and from which budget? A 2D and a 3D task, a budget curve.
 
     python benches/transfer_experiment.py --quick --out /tmp/transfer_quick   # smoke test
-    python benches/transfer_experiment.py --out runs/transfer \\
-        --plot docs/transfer.png --report docs/transfer_results.md             # the experiment
+    python benches/transfer_experiment.py --out runs/transfer --threads 1 \\
+        --plot docs/transfer.png                                               # the experiment
 
 For each dimension (rasd_pretrain.transfer): one pre-training run on synthetic data only, with
 a constant learning rate after warm-up, saves a checkpoint at every budget (a checkpoint at
@@ -40,7 +40,7 @@ from rasd_pretrain import augment as aug
 from rasd_pretrain import finetune as ft
 from rasd_pretrain import transfer as tr
 
-BUDGETS = {2: [64, 128, 256, 512, 1024], 3: [50, 100, 200, 400, 800]}
+BUDGETS = {2: [32, 64, 128, 256, 512], 3: [50, 100, 200, 400, 800]}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -54,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
     a("--k-2d", type=int, default=2, help="training slices of the 2D task")
     a("--k-3d", type=int, default=2, help="training patches of the 3D task")
     a("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    a("--augments", nargs="+", default=["flip-rot90", "affine"], choices=aug.AUGMENTS,
+    a("--augments", nargs="+", default=["affine", "flip-rot90"], choices=aug.AUGMENTS,
       help="augmentations compared at scratch and the largest budget")
     a("--curve-augment", default=ft.DEFAULT_AUGMENT, choices=aug.AUGMENTS,
       help="augmentation of the budget curve")
