@@ -221,6 +221,17 @@ def test_load_pretrained_fills_a_monai_unet_but_its_head(unet_exports, dims):
     assert again.loaded == report.loaded
 
 
+def test_rasd_finetune_3d_takes_the_patch_size_of_the_pretraining(unet_exports, tmp_path):
+    out = tmp_path / "r.json"
+    assert ft.main(["--checkpoint", str(unet_exports[3]), "--data", "mni-tissue-3d", "--k", "1",
+                    "--steps", "1", "--batch", "1", "--augment", "flip-rot90", "--quiet",
+                    "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["meta"]["patch"] == 16 and result["loaded_tensors"] > 0
+    assert ft.main(["--checkpoint", str(unet_exports[2]), "--data", "mni-tissue-3d",
+                    "--steps", "1", "--quiet"]) == 2          # a 2D model on 3D data
+
+
 def test_load_pretrained_refuses_another_architecture(unet_exports):
     other_dims = monai_nets.UNet(spatial_dims=3, in_channels=1, out_channels=3,
                                  channels=(4, 8, 16), strides=(2, 2), num_res_units=1)
