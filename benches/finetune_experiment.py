@@ -174,7 +174,8 @@ def finetune_all(args, checkpoint: str) -> list[dict]:
     spec, state = ft.read_weights(checkpoint)
     slices = mt.build(args.size)
     config = dict(steps=args.steps, batch=args.batch, lr=args.lr,
-                  warmup_steps=args.warmup_steps, augment=args.augment,
+                  warmup_steps=args.warmup_steps,
+                  augment="affine" if args.augment else "none",   # this page's protocol
                   eval_every=args.eval_every, load=args.load,
                   scale_range=tuple(args.scale_range), gamma_range=tuple(args.gamma_range),
                   backbone_lr_scale=args.backbone_lr_scale)

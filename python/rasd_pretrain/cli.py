@@ -3,6 +3,7 @@
     rasd-pretrain --preset cpu-small --steps 200 --out runs/demo
     rasd-pretrain --config run.yaml --lr 3e-5
     rasd-pretrain --out runs/demo --resume --steps 400
+    rasd-pretrain --out runs/demo --resume --stop-at 300     # end early, keep the schedule
     torchrun --nproc-per-node 8 -m rasd_pretrain --preset rasd3d --out runs/rasd3d
     rasd-pretrain export runs/demo/checkpoints/last.pt --out weights/
     rasd-pretrain --nnunet-plans nnUNetPlans.json --nnunet-configuration 3d_fullres --out runs/nn
@@ -24,7 +25,7 @@ PROG = "rasd-pretrain"
 
 # flag dest -> config field (where they differ)
 _RENAME = {"labels": "num_labels", "synth": "synthesis", "model_arg": "model_kwargs"}
-_NOT_CONFIG = {"config", "resume", "overwrite", "quiet", "progress", "print_config",
+_NOT_CONFIG = {"config", "resume", "overwrite", "quiet", "progress", "print_config", "stop_at",
                "nnunet_plans", "nnunet_configuration"}
 
 
@@ -75,7 +76,12 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--nnunet-configuration", metavar="NAME",
                    help="configuration of the plans (2d, 3d_fullres, ...)")
     g = p.add_argument_group("optimisation")
-    g.add_argument("--steps", type=int, help="total steps of the run")
+    g.add_argument("--steps", type=int, help="total steps of the run (sets the cosine "
+                   "schedule's length)")
+    g.add_argument("--stop-at", type=int, metavar="STEP", help="end this invocation after "
+                   "STEP (checkpoint and export written) without changing --steps or the "
+                   "schedule; --resume continues. Ctrl-C or SIGTERM also stop after the "
+                   "current step with a checkpoint and an export")
     g.add_argument("--lr", type=float, help="AdamW learning rate")
     g.add_argument("--weight-decay", type=float)
     g.add_argument("--warmup-steps", type=int)
@@ -93,7 +99,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--quiet", action="store_true", help="print nothing but errors")
     g.add_argument("--progress", action=argparse.BooleanOptionalAction,
                    help="progress bar (default: when stderr is a terminal)")
-    g.add_argument("--print-config", action="store_true", help="print the resolved config")
+    g.add_argument("--print-config", action="store_true", help="print the resolved config "
+                   "as YAML and exit without training")
     return p
 
 
@@ -162,18 +169,27 @@ def main(argv: list[str] | None = None) -> int:
         config = resolve(args)
         if args.print_config:
             print(require("yaml").safe_dump(config.to_dict(), sort_keys=False), end="")
+            print(f"{PROG}: --print-config: nothing was trained (drop the flag to train)",
+                  file=sys.stderr)
             return 0
+        if args.stop_at is not None and args.stop_at < 1:
+            raise ValueError(f"--stop-at must be a step >= 1, got {args.stop_at}")
         from .trainer import train
         result = train(config, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet,
-                       progress=args.progress, record=False)
+                       progress=args.progress, record=False, stop_at=args.stop_at)
         if config.model == "nnunet" and result.exports and not args.quiet:
             print(f"fine-tune with: nnUNetv2_train DATASET {config.model_kwargs['configuration']}"
                   f" FOLD -pretrained_weights {result.exports['network']}")
     except (ValueError, MissingDependency) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted; resume with --resume (last checkpoint)", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        if str(exc).startswith("stopped at step"):      # the trainer's orderly stop
+            print(f"{PROG}: interrupted: {exc}, written to the checkpoint and export/; "
+                  "continue with --resume", file=sys.stderr)
+        else:
+            print(f"{PROG}: interrupted; continue from the last checkpoint with --resume",
+                  file=sys.stderr)
         return 130
     return 0
 

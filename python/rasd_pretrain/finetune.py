@@ -3,6 +3,7 @@
     rasd-finetune --checkpoint runs/demo/checkpoints/last.pt --k 2 --seed 0
     rasd-finetune --checkpoint runs/demo/checkpoints/last.pt --init scratch --k 2 --seed 0
     rasd-finetune --model unet --embed-dim 32 --k 2          # scratch, architecture from flags
+    rasd-finetune --checkpoint runs/x3d/export --data mni-tissue-3d --k 2 --augment flip-rot90
 
 The segmenter is the pre-training backbone ([B, C, *S] -> [B, E, *S]) followed by a 1x1
 convolution to the classes. Pre-trained and scratch runs take one code path: the same
@@ -17,9 +18,15 @@ What is loaded (``--load``): ``network`` (default) every backbone weight the sou
 SwinUNETR's ``swinViT.*`` encoder.
 
 Data (``--data``): ``mni-tissue`` (the default; rasd_pretrain.mni_tissue: 4-class brain
-tissue on MNI152 slices, k training slices from one band, test slices far from it), or a file
-saved with torch.save holding ``train_image [N, C, *S]``, ``train_label [N, *S]``,
-``test_image``, ``test_label`` and optionally ``classes``.
+tissue on MNI152 slices, k training slices from one band, test slices far from it),
+``mni-tissue-3d`` (rasd_pretrain.mni_tissue3d: the same classes in 3D, k training patches from
+one slab, a test region below it), or a file saved with torch.save holding
+``train_image [N, C, *S]``, ``train_label [N, *S]``, ``test_image``, ``test_label`` and
+optionally ``classes``. 3D test images are segmented by MONAI's sliding-window inference with
+windows of the training patch size.
+
+Augmentation (``--augment``, rasd_pretrain.augment): ``affine`` (rotation, zoom, shift,
+left-right flip, gamma), ``flip-rot90`` (axis flips and 90-degree rotations), ``none``.
 
 Score: per-class Dice over the whole test set (every test pixel pooled), and the mean over the
 foreground classes (all but class 0).
@@ -40,11 +47,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import augment as augment_mod
 from .models import build_model
 
 PROG = "rasd-finetune"
 INITS = ("pretrained", "scratch")
 LOADS = ("network", "encoder")
+# Chosen on the 2D and the 3D MNI152 tasks (docs/transfer.md): with flip-rot90 instead, scratch
+# and pre-trained models alike fell from 0.61 to 0.32 (2D) and from 0.26 to 0.11 (3D) mean
+# Dice, labelling the black field around a smaller brain as tissue; the zoom-out is what
+# prevents it. Where test images show anatomy at the training scale, flip-rot90 may do better.
+DEFAULT_AUGMENT = "affine"
 ENCODER_PREFIX = "swinViT."
 
 
@@ -59,6 +72,7 @@ class ModelSpec:
     embed_dim: int = 32
     in_channels: int = 1
     spatial_dims: int = 2
+    pretrain_shape: tuple = ()       # the pre-training image size, when known
 
 
 def read_weights(path: str) -> tuple[ModelSpec, dict]:
@@ -73,7 +87,8 @@ def read_weights(path: str) -> tuple[ModelSpec, dict]:
         spec = ModelSpec(model=meta["model"], model_kwargs=dict(meta["model_kwargs"]),
                          embed_dim=int(meta["pretrain_out_channels"]),
                          in_channels=int(meta["in_channels"]),
-                         spatial_dims=int(meta["spatial_dims"]))
+                         spatial_dims=int(meta["spatial_dims"]),
+                         pretrain_shape=tuple(meta.get("pretrain_shape") or ()))
         network = os.path.join(path, meta.get("files", {}).get("network", "network.pt"))
         return spec, torch.load(network, map_location="cpu", weights_only=True)
     from .checkpoint import load
@@ -82,7 +97,7 @@ def read_weights(path: str) -> tuple[ModelSpec, dict]:
     spec = ModelSpec(model=config["model"], model_kwargs=dict(config.get("model_kwargs") or {}),
                      embed_dim=int(config["embed_dim"]),
                      in_channels=int((config.get("synthesis") or {}).get("channels", 1)),
-                     spatial_dims=len(config["shape"]))
+                     spatial_dims=len(config["shape"]), pretrain_shape=tuple(config["shape"]))
     return spec, payload["model"]
 
 
@@ -187,6 +202,16 @@ def mni_task(k: int, *, size: int = 96, band=None, gap: int | None = None,
                           "gap": gap, "train_z": train_z, "test_z": test_z})
 
 
+def mni3d_task(k: int, *, patch: int | None = None, gap: int | None = None,
+               volume=None) -> TaskData:
+    """The 3D MNI152 tissue task with `k` training patches (see rasd_pretrain.mni_tissue3d)."""
+    from . import mni_tissue3d as m3
+    volume = volume if volume is not None else m3.build()
+    xtr, ytr, xte, yte, meta = m3.split(volume, k, patch=patch or m3.DEFAULT_PATCH,
+                                        gap=m3.DEFAULT_GAP if gap is None else gap)
+    return TaskData(xtr, ytr, xte, yte, m3.CLASSES, meta=meta)
+
+
 def file_task(path: str) -> TaskData:
     blob = torch.load(path, map_location="cpu", weights_only=True)
     need = ("train_image", "train_label", "test_image", "test_label")
@@ -203,29 +228,8 @@ def file_task(path: str) -> TaskData:
 def augment(x: torch.Tensor, y: torch.Tensor, gen: torch.Generator,
             scale_range: tuple[float, float] = (0.6, 1.2),
             gamma_range: tuple[float, float] = (0.7, 1.4)):
-    """Random 2D affine (rotation +-15 deg, zoom drawn from `scale_range` (< 1 shrinks the
-    anatomy), shift +-5 %), left-right flip and a gamma drawn from `gamma_range` of images in
-    [0, 1]; labels follow by nearest neighbour."""
-    n = x.shape[0]
-
-    def u(lo, hi):
-        return lo + (hi - lo) * torch.rand(n, generator=gen)
-
-    angle, scale = u(-math.pi / 12, math.pi / 12), u(*scale_range)
-    flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0] = torch.cos(angle) / scale * flip
-    theta[:, 0, 1] = -torch.sin(angle) / scale
-    theta[:, 1, 0] = torch.sin(angle) / scale * flip
-    theta[:, 1, 1] = torch.cos(angle) / scale
-    theta[:, :, 2] = torch.stack([u(-0.1, 0.1), u(-0.1, 0.1)], 1)
-    theta = theta.to(x.device)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    y = F.grid_sample(y[:, None].float(), grid, mode="nearest", padding_mode="zeros",
-                      align_corners=False)[:, 0].long()
-    gamma = u(*gamma_range).to(x.device).view(n, *([1] * (x.dim() - 1)))
-    return x.clamp(0.0, 1.0) ** gamma, y
+    """The `affine` augmentation of 2D batches (see rasd_pretrain.augment)."""
+    return augment_mod.affine_2d(x, y, gen, scale_range, gamma_range)
 
 
 def seg_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -252,16 +256,28 @@ def dice_per_class(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -
 
 
 @torch.no_grad()
-def predict(model: nn.Module, image: torch.Tensor, chunk: int = 16) -> torch.Tensor:
+def predict(model: nn.Module, image: torch.Tensor, chunk: int = 16,
+            roi: tuple | None = None) -> torch.Tensor:
+    """Class map of every image; with `roi`, by MONAI's sliding-window inference (windows of
+    the training patch size, half overlapping, Gaussian-weighted), one image at a time."""
     was = model.training
     model.eval()
-    out = torch.cat([model(image[i:i + chunk]).argmax(1) for i in range(0, len(image), chunk)])
+    if roi is None:
+        out = torch.cat([model(image[i:i + chunk]).argmax(1)
+                         for i in range(0, len(image), chunk)])
+    else:
+        from ._deps import require
+        inferers = require("monai.inferers")
+        out = torch.cat([inferers.sliding_window_inference(
+            image[i:i + 1], roi_size=tuple(roi), sw_batch_size=4, predictor=model,
+            overlap=0.5, mode="gaussian").argmax(1) for i in range(len(image))])
     model.train(was)
     return out
 
 
-def evaluate(model: nn.Module, data: TaskData, device) -> torch.Tensor:
-    pred = predict(model, data.test_image.to(device))
+def evaluate(model: nn.Module, data: TaskData, device, roi: tuple | None = None
+             ) -> torch.Tensor:
+    pred = predict(model, data.test_image.to(device), roi=roi)
     return dice_per_class(pred.cpu(), data.test_label, len(data.classes))
 
 
@@ -275,15 +291,21 @@ class FinetuneConfig:
     weight_decay: float = 1e-4
     warmup_steps: int = 20
     seed: int = 0
-    augment: bool = True
+    augment: str = DEFAULT_AUGMENT   # rasd_pretrain.augment.AUGMENTS (True / False: default / none)
     eval_every: int = 0          # 0: evaluate only at the end
     load: str = "network"
     backbone_lr_scale: float = 1.0   # backbone lr = scale * lr; 0 freezes it (linear probe)
     scale_range: tuple = (0.6, 1.2)  # zoom of the augmentation
     gamma_range: tuple = (0.7, 1.4)  # intensity gamma of the augmentation ((1, 1): none)
+    sliding_window: bool | None = None   # evaluate by windows of the patch size (None: in 3D)
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        if isinstance(self.augment, bool):
+            object.__setattr__(self, "augment", DEFAULT_AUGMENT if self.augment else "none")
+        if self.augment not in augment_mod.AUGMENTS:
+            raise ValueError(f"augment must be one of {augment_mod.AUGMENTS}, got "
+                             f"{self.augment!r}")
         for name, lo in (("steps", 0), ("batch", 1), ("warmup_steps", 0), ("seed", 0),
                          ("eval_every", 0)):
             v = getattr(self, name)
@@ -344,12 +366,13 @@ def finetune(data: TaskData, spec: ModelSpec, config: FinetuneConfig, *,
     split. Everything random derives from config.seed."""
     device = torch.device(config.device)
     shape = tuple(data.train_image.shape[2:])
+    if len(shape) != spec.spatial_dims:
+        raise ValueError(f"the model is {spec.spatial_dims}D, the data {len(shape)}D")
     if data.train_image.shape[1] != spec.in_channels:
         raise ValueError(f"the model takes {spec.in_channels} channel(s), the data has "
                          f"{data.train_image.shape[1]}")
-    if config.augment and len(shape) != 2:
-        raise ValueError(f"the augmentation is 2D; pass augment=False (--no-augment) for "
-                         f"{len(shape)}D data")
+    use_window = len(shape) == 3 if config.sliding_window is None else config.sliding_window
+    roi = shape if use_window else None
     model, report = build_segmenter(spec, len(data.classes), shape, seed=config.seed,
                                     state=state, load=config.load)
     model.to(device).train()
@@ -369,8 +392,8 @@ def finetune(data: TaskData, spec: ModelSpec, config: FinetuneConfig, *,
             g["lr"] = config.lr_at(step) * g["scale"]
         rows = torch.randint(len(x_all), (config.batch,), generator=gen).to(device)
         x, y = x_all[rows], y_all[rows]
-        if config.augment:
-            x, y = augment(x, y, gen, config.scale_range, config.gamma_range)
+        x, y = augment_mod.apply(config.augment, x, y, gen, scale_range=config.scale_range,
+                                 gamma_range=config.gamma_range)
         loss = seg_loss(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -378,12 +401,12 @@ def finetune(data: TaskData, spec: ModelSpec, config: FinetuneConfig, *,
         losses.append(loss.item())
         if config.eval_every and (step + 1) % config.eval_every == 0 and step + 1 < config.steps:
             te = time.perf_counter()
-            curve.append((step + 1, foreground_mean(evaluate(model, data, device))))
+            curve.append((step + 1, foreground_mean(evaluate(model, data, device, roi))))
             eval_s += time.perf_counter() - te
             if log:
                 log(f"  step {step + 1}: loss {loss.item():.4f}, test Dice {curve[-1][1]:.4f}")
     te = time.perf_counter()
-    dice = evaluate(model, data, device)
+    dice = evaluate(model, data, device, roi)
     eval_s += time.perf_counter() - te
     curve.append((config.steps, foreground_mean(dice)))
     return FinetuneResult(init="pretrained" if state is not None else "scratch",
@@ -415,9 +438,12 @@ def parser() -> argparse.ArgumentParser:
     a("--model-arg", type=_key_value, action="append", metavar="KEY=VALUE",
       help="backbone argument without a checkpoint, repeatable")
     a("--embed-dim", type=int, default=32, help="backbone output channels without a checkpoint")
-    a("--data", default="mni-tissue", help="mni-tissue, or a torch.save file of train/test "
-      "tensors")
-    a("--k", type=int, default=2, help="mni-tissue: training slices")
+    a("--data", default="mni-tissue", help="mni-tissue (2D), mni-tissue-3d, or a torch.save "
+      "file of train/test tensors")
+    a("--k", type=int, default=2, help="mni-tissue: training slices; mni-tissue-3d: training "
+      "patches")
+    a("--patch", type=int, help="mni-tissue-3d: patch size in voxels (default: the "
+      "checkpoint's pre-training size, else 32)")
     a("--size", type=int, default=96, help="mni-tissue: image size")
     a("--band", type=int, nargs=2, metavar=("LO", "HI"), help="mni-tissue: training band "
       "(1 mm slice indices)")
@@ -428,7 +454,10 @@ def parser() -> argparse.ArgumentParser:
     a("--weight-decay", type=float, default=1e-4)
     a("--warmup-steps", type=int, default=20)
     a("--seed", type=int, default=0)
-    a("--no-augment", dest="augment", action="store_false")
+    a("--augment", choices=augment_mod.AUGMENTS, default=DEFAULT_AUGMENT,
+      help=f"fine-tuning augmentation (default {DEFAULT_AUGMENT}; see rasd_pretrain.augment)")
+    a("--no-augment", dest="augment", action="store_const", const="none",
+      help="same as --augment none")
     a("--eval-every", type=int, default=0, help="steps between test evaluations (0: end only)")
     a("--scale-range", type=float, nargs=2, default=[0.6, 1.2], metavar=("LO", "HI"),
       help="zoom range of the augmentation (< 1 shrinks the anatomy)")
@@ -460,8 +489,13 @@ def run(args: argparse.Namespace) -> FinetuneResult:
         spec = ModelSpec(model=args.model, model_kwargs=kwargs, embed_dim=args.embed_dim)
     if args.data == "mni-tissue":
         data = mni_task(args.k, size=args.size, band=args.band, gap=args.gap)
+    elif args.data == "mni-tissue-3d":
+        patch = args.patch or (spec.pretrain_shape[0] if spec.pretrain_shape else None)
+        data = mni3d_task(args.k, patch=patch, gap=args.gap)
     else:
         data = file_task(args.data)
+    if not args.checkpoint:
+        spec = dataclasses.replace(spec, spatial_dims=data.train_image.dim() - 2)
     config = FinetuneConfig(steps=args.steps, batch=args.batch, lr=args.lr,
                             weight_decay=args.weight_decay, warmup_steps=args.warmup_steps,
                             seed=args.seed, augment=args.augment, eval_every=args.eval_every,

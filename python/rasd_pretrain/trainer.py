@@ -14,8 +14,11 @@ from __future__ import annotations
 import csv
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -205,8 +208,13 @@ def _loss(model, batches: SyntheticBatches, label, config: PretrainConfig):
 
 def train(config: PretrainConfig, *, model: nn.Module | None = None, resume=None,
           overwrite: bool = False, quiet: bool = False, progress: bool | None = None,
-          record: bool = True) -> RunResult:
+          record: bool = True, stop_at: int | None = None) -> RunResult:
     """Run (or resume) pre-training; returns where the checkpoint is and the per-step log.
+
+    stop_at: end this run after that step (checkpoint and export written), leaving the
+    schedule as `config.steps` sets it; a later resume continues to `config.steps`.
+    SIGINT (Ctrl-C) or SIGTERM in the main thread stop the run the same way after the step in
+    progress, then raise KeyboardInterrupt; a second signal interrupts at once.
 
     model: a module to train instead of `config.model` (same [B, C, *S] -> [B, E, *S]
     contract). resume: None, True (OUT/checkpoints/last.pt) or a checkpoint path.
@@ -220,11 +228,45 @@ def train(config: PretrainConfig, *, model: nn.Module | None = None, resume=None
         device = _device(config.device, local_rank)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     try:
-        return _train(config, model, resume, overwrite, quiet, progress, record, rank, world,
-                      local_rank)
+        with _stop_on_signal() as stop:
+            return _train(config, model, resume, overwrite, quiet, progress, record, rank,
+                          world, local_rank, stop_at, stop)
     finally:
         if owns_group:
             dist.destroy_process_group()
+
+
+@contextmanager
+def _stop_on_signal():
+    """A flag set by the first SIGINT or SIGTERM (the handlers are restored afterwards), so
+    that a step is never cut in half; outside the main thread signals are left alone."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def handler(signum, frame):
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    for sig in previous:
+        signal.signal(sig, handler)
+    try:
+        yield stop
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+
+def _stop_requested(stop: threading.Event, world: int, device: torch.device) -> bool:
+    """Whether any rank was asked to stop (ranks must stop at the same step)."""
+    if world == 1:
+        return stop.is_set()
+    flag = torch.tensor([float(stop.is_set())], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def _step(model, optimizer, batches: SyntheticBatches, config: PretrainConfig, step: int,
@@ -255,7 +297,7 @@ def _step(model, optimizer, batches: SyntheticBatches, config: PretrainConfig, s
 
 
 def _train(config, model, resume, overwrite, quiet, progress, record, rank, world,
-           local_rank):
+           local_rank, stop_at, stop):
     device = _device(config.device, local_rank)
     lead = rank == 0
     out = config.out
@@ -298,8 +340,12 @@ def _train(config, model, resume, overwrite, quiet, progress, record, rank, worl
                                seed=config.seed, backend=config.backend, device=device)
     result = RunResult(out=out, checkpoint=last, start_step=start, end_step=start, rank=rank,
                        world_size=world)
-    if start >= config.steps:
-        if lead and not quiet:
+    end = config.steps if stop_at is None else min(config.steps, int(stop_at))
+    if start >= end:
+        if lead and not quiet and start < config.steps:
+            print(f"{resume_path} is already at step {start} >= --stop-at {stop_at}; "
+                  "nothing to do")
+        elif lead and not quiet:
             print(f"{resume_path} is already at step {start} >= steps {config.steps}; "
                   "nothing to do (raise --steps to train further)")
         return result
@@ -314,12 +360,14 @@ def _train(config, model, resume, overwrite, quiet, progress, record, rank, worl
             bar = require("tqdm").tqdm(total=config.steps, initial=start, unit="step",
                                        dynamic_ncols=True, desc="rasd-pretrain")
         elif not quiet:
-            print(f"training {config.steps - start} steps from step {start} on {device} "
+            print(f"training {end - start} steps from step {start} on {device} "
                   f"({world} rank{'s' if world > 1 else ''}); log: {out}/log.csv")
     t_start = time.perf_counter()
+    interrupted = False
     try:
-        for step in range(start, config.steps):
+        for step in range(start, end):
             row = _step(model, optimizer, batches, config, step, rank, world, device)
+            interrupted = _stop_requested(stop, world, device)
             row["elapsed_s"] = time.perf_counter() - t_start
             if record:
                 result.indices.extend(batches.indices(step))
@@ -329,10 +377,13 @@ def _train(config, model, resume, overwrite, quiet, progress, record, rank, worl
                 writer.writerow(row)
                 log_file.flush()
                 _report(bar, row, config, quiet)
-                if (step + 1) % config.ckpt_every == 0 or step + 1 == config.steps:
+                if ((step + 1) % config.ckpt_every == 0 or step + 1 == end
+                        or interrupted):
                     ckpt.save(last, model_state=_unwrap(model).state_dict(),
                               optimizer_state=optimizer.state_dict(), step=step + 1,
                               config=config, world_size=world)
+            if interrupted:
+                break
     finally:
         if bar is not None:
             bar.close()
@@ -343,6 +394,10 @@ def _train(config, model, resume, overwrite, quiet, progress, record, rank, worl
         result.exports = export(_unwrap(model).state_dict(), config.to_dict(), result.end_step,
                                 os.path.join(out, "export"))
         if not quiet:
+            if result.end_step < config.steps:
+                why = "interrupted" if interrupted else f"--stop-at {stop_at}"
+                print(f"stopped at step {result.end_step} of {config.steps} ({why}); "
+                      "continue with --resume")
             print(f"checkpoint: {last} (step {result.end_step})")
             if "encoder" in result.exports:
                 print(f"encoder for MONAI SwinUNETR: {result.exports['encoder']}")
@@ -350,6 +405,8 @@ def _train(config, model, resume, overwrite, quiet, progress, record, rank, worl
                 print(f"network weights: {result.exports['network']}")
     if world > 1:
         dist.barrier()
+    if interrupted and result.end_step < end:
+        raise KeyboardInterrupt(f"stopped at step {result.end_step}")
     return result
 
 
