@@ -65,12 +65,14 @@ def test_torchrun_snippet_runs(tmp_path):
     (code,) = [c for c in _blocks("Use in a training loop", "python")
                if "init_process_group" in c]
     script = tmp_path / "ranks.py"
-    script.write_text(code + "\nprint('rank', dist.get_rank() if dist.is_initialized() else "
-                      "'done', rows)\n")
+    # Each rank writes its last batch's rows to a file of its own (the two processes' standard
+    # outputs would interleave).
+    script.write_text(code + "\nimport os\nwith open(f\"rows_{os.environ['RANK']}.txt\", \"w\")"
+                      " as f:\n    f.write(str(rows))\n")
     torchrun = Path(sys.executable).with_name("torchrun")
     done = subprocess.run([str(torchrun), "--standalone", "--nproc-per-node", "2", str(script)],
-                          capture_output=True, text=True, timeout=600,
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert done.returncode == 0, done.stderr[-3000:]
-    last = sorted(line for line in done.stdout.splitlines() if line.startswith("rank"))
-    assert last == ["rank done [24, 25, 26, 27]", "rank done [28, 29, 30, 31]"]
+    rows = [(tmp_path / f"rows_{rank}.txt").read_text() for rank in (0, 1)]
+    assert rows == ["[24, 25, 26, 27]", "[28, 29, 30, 31]"]
