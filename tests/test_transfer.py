@@ -342,8 +342,12 @@ def test_ctrl_c_stops_after_the_step_with_a_checkpoint_and_an_export(tmp_path):
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=tmp_path)
     log = out / "log.csv"
-    deadline = time.time() + 120
-    while time.time() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 3):
+    # Wait for two logged steps (a busy machine may take minutes), so the signal lands mid-run.
+    deadline = time.monotonic() + 600
+    while not log.exists() or len(log.read_text().splitlines()) < 3:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"the run never logged two steps:\n{proc.communicate()[1][-2000:]}")
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
