@@ -128,8 +128,9 @@ def pretrain(out: Path, plans: Path, steps: int, batch: int) -> Path:
     from rasd_pretrain import cli, nnunet
     run = out / "pretrain"
     weights = run / "export" / nnunet.WEIGHTS_NAME
-    if weights.exists():
-        return weights
+    exported = run / "export" / "export.json"
+    if exported.exists() and json.loads(exported.read_text())["step"] == steps:
+        return weights      # an interrupted run exports too: only a finished one is reused
     warmup = min(100, steps // 10)
     argv = ["--nnunet-plans", str(plans), "--nnunet-configuration", "2d", "--labels", "12",
             "--batch", str(batch), "--lr", "1e-3", "--warmup-steps", str(warmup),

@@ -263,3 +263,27 @@ def test_missing_nnunet_names_the_extra(dataset, monkeypatch):
         monkeypatch.setitem(sys.modules, name, None)
     with pytest.raises(MissingDependency, match=r"pip install 'rasd_kernels\[nnunet\]'"):
         nnunet.read_plan(dataset["plans"], "2d")
+
+
+def test_the_mni_comparison_script_runs_nnunets_trainer_on_both_inits(tmp_path):
+    """benches/nnunet_finetune_experiment.py --quick: nnU-Net plans the MNI152 task, a 2-step
+    pre-training, one scratch and one pre-trained nnU-Net run (the child checks that nnU-Net
+    loaded every pre-trained tensor), Dice from nnU-Net's own predictions."""
+    script = os.path.join(os.path.dirname(HERE), "benches", "nnunet_finetune_experiment.py")
+    done = subprocess.run([sys.executable, script, "--quick", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["init"] for r in rows) == ["pretrained", "scratch"]
+    assert all(len(r["dice"]) == 4 and 0 <= r["mean_dice"] <= 1 for r in rows)
+    splits = json.loads((tmp_path / "preprocessed" / "Dataset501_MNITissue" /
+                         "splits_final.json").read_text())
+    assert [len(s["train"]) for s in splits] == [1, 2, 5]
+    assert all(not set(s["train"]) & set(s["val"]) for s in splits)
+    for r in rows:      # the segmentations scored are nnU-Net's, one per test slice
+        run = tmp_path / "runs" / f"k1_s0_{r['init']}"
+        predicted = sorted(run.glob("Dataset501_MNITissue/*/fold_0/validation/*.nii.gz"))
+        assert [p.name.split(".")[0] for p in predicted] == sorted(splits[0]["val"])
+    table = [line for line in done.stdout.splitlines() if line.startswith("| 1 |")]
+    assert [line.split("|")[2].strip() for line in table] == ["scratch", "pretrained"]

@@ -88,3 +88,13 @@ def check_compatible(payload: dict[str, Any], config: PretrainConfig, path: str)
             + "\n  ".join(diff)
             + "\nresume with the same settings (the run folder's config.yaml holds them), or "
               "start a new run in another --out folder")
+
+
+def check_writable(folder: str) -> None:
+    """Write and remove a file in `folder`; OSError where files cannot be written there (a
+    read-only mount, permissions, a full disk), so a run fails before any work, not at its
+    first save."""
+    probe = os.path.join(folder, f".write_test_{os.getpid()}")
+    with open(probe, "w"):
+        pass
+    os.remove(probe)

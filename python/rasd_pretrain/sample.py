@@ -21,6 +21,7 @@ import torch
 from rasd_kernels.backends import BACKENDS
 
 from ._deps import MissingDependency, require
+from .checkpoint import check_writable
 from .cli import _key_value
 from .config import PRESETS, preset_values
 
@@ -108,10 +109,7 @@ def _make_writable_folder(out: str) -> bool:
         raise ValueError(f"the output path {out} exists and is not a folder")
     try:
         os.makedirs(out, exist_ok=True)
-        probe = os.path.join(out, f".write_test_{os.getpid()}")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
+        check_writable(out)
     except OSError as exc:
         if created and os.path.isdir(out) and not os.listdir(out):
             os.rmdir(out)

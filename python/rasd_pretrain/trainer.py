@@ -116,10 +116,7 @@ def _prepare_out(out: str, *, resume: bool, overwrite: bool) -> str | None:
         return problem
     try:
         os.makedirs(out, exist_ok=True)
-        probe = os.path.join(out, f".write_test_{os.getpid()}")
-        with open(probe, "w"):
-            pass
-        os.remove(probe)
+        ckpt.check_writable(out)
         if not resume:
             for e in RUN_ENTRIES:
                 path = os.path.join(out, e)
