@@ -55,7 +55,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ks", type=int, nargs="+", default=list(KS), choices=KS)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--iterations", type=int, default=10, help="training iterations per epoch")
+    p.add_argument("--iterations", type=int, default=20, help="training iterations per epoch")
     p.add_argument("--batch", type=int, default=8, help="fine-tuning batch (set in the plans)")
     p.add_argument("--quick", action="store_true", help="tiny budgets, one k and one seed")
     return p
