@@ -20,6 +20,7 @@ import sys
 from ._deps import MissingDependency, require
 from .config import (AMP_MODES, CONSISTENCY_KINDS, PRESETS, SCHEDULES, build, load_yaml,
                      normalize_keys, preset_values)
+from .trainer import Stopped, train
 
 PROG = "rasd-pretrain"
 
@@ -174,7 +175,6 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.stop_at is not None and args.stop_at < 1:
             raise ValueError(f"--stop-at must be a step >= 1, got {args.stop_at}")
-        from .trainer import train
         result = train(config, resume=args.resume, overwrite=args.overwrite, quiet=args.quiet,
                        progress=args.progress, record=False, stop_at=args.stop_at)
         if config.model == "nnunet" and result.exports and not args.quiet:
@@ -183,13 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, MissingDependency) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:
-        if str(exc).startswith("stopped at step"):      # the trainer's orderly stop
-            print(f"{PROG}: interrupted: {exc}, written to the checkpoint and export/; "
-                  "continue with --resume", file=sys.stderr)
-        else:
-            print(f"{PROG}: interrupted; continue from the last checkpoint with --resume",
-                  file=sys.stderr)
+    except Stopped as exc:
+        print(f"{PROG}: interrupted: {exc}, written to the checkpoint and export/; "
+              "continue with --resume", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; continue from the last checkpoint with --resume",
+              file=sys.stderr)
         return 130
     return 0
 

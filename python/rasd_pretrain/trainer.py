@@ -257,18 +257,15 @@ def _stop_on_signal():
             signal.signal(sig, h)
 
 
-def _stop_requested(stop: threading.Event, world: int, device: torch.device) -> bool:
-    """Whether any rank was asked to stop (ranks must stop at the same step)."""
-    if world == 1:
-        return stop.is_set()
-    flag = torch.tensor([float(stop.is_set())], device=device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return bool(flag.item())
+class Stopped(KeyboardInterrupt):
+    """The orderly stop: a signal asked for it, and the step it ended after is saved."""
 
 
 def _step(model, optimizer, batches: SyntheticBatches, config: PretrainConfig, step: int,
-          rank: int, world: int, device: torch.device) -> dict:
-    """One optimisation step on freshly synthesised data; its log row (without elapsed_s)."""
+          rank: int, world: int, device: torch.device,
+          stop: threading.Event) -> tuple[dict, bool]:
+    """One optimisation step on freshly synthesised data; its log row (without elapsed_s) and
+    whether any rank was asked to stop (ranks must stop after the same step)."""
     lr = config.lr_at(step)
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -285,12 +282,18 @@ def _step(model, optimizer, batches: SyntheticBatches, config: PretrainConfig, s
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
     optimizer.step()
     if world > 1:
-        dist.all_reduce(terms)
-        terms /= world
-    values = terms.tolist()      # synchronises the device
+        # The stop request rides on the loss terms' all-reduce: one collective per step.
+        shared = torch.cat([terms, torch.tensor([float(stop.is_set())], device=terms.device)])
+        dist.all_reduce(shared)
+        shared /= world
+        *values, anyone = shared.tolist()      # synchronises the device
+        stopping = anyone > 0
+    else:
+        values, stopping = terms.tolist(), stop.is_set()
     t2 = time.perf_counter()
-    return dict(zip(LOG_FIELDS, (step + 1, *values, lr, 1e3 * (t1 - t0), 1e3 * (t2 - t1),
-                                 config.batch / (t2 - t0), 0.0)))
+    row = dict(zip(LOG_FIELDS, (step + 1, *values, lr, 1e3 * (t1 - t0), 1e3 * (t2 - t1),
+                                config.batch / (t2 - t0), 0.0)))
+    return row, stopping
 
 
 def _train(config, model, resume, overwrite, quiet, progress, record, rank, world,
@@ -363,8 +366,8 @@ def _train(config, model, resume, overwrite, quiet, progress, record, rank, worl
     interrupted = False
     try:
         for step in range(start, end):
-            row = _step(model, optimizer, batches, config, step, rank, world, device)
-            interrupted = _stop_requested(stop, world, device)
+            row, interrupted = _step(model, optimizer, batches, config, step, rank, world,
+                                     device, stop)
             row["elapsed_s"] = time.perf_counter() - t_start
             if record:
                 result.indices.extend(batches.indices(step))
@@ -403,7 +406,7 @@ def _train(config, model, resume, overwrite, quiet, progress, record, rank, worl
     if world > 1:
         dist.barrier()
     if interrupted and result.end_step < end:
-        raise KeyboardInterrupt(f"stopped at step {result.end_step}")
+        raise Stopped(f"stopped at step {result.end_step}")
     return result
 
 
