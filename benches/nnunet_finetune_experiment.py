@@ -206,10 +206,11 @@ def pooled_dice(out: Path, fold_dir: Path, cases: list[str]) -> list[float]:
 
 
 def finetune_all(args, out: Path, weights: Path, folds: dict) -> list[dict]:
+    from rasd_pretrain import finetune as ft
     from rasd_pretrain import mni_tissue as mt
-    done_path = out / "results.jsonl"
-    done = [json.loads(line) for line in done_path.read_text().splitlines()] \
-        if done_path.exists() else []
+    from rasd_pretrain.transfer import append_row, read_rows
+    done_path = str(out / "results.jsonl")
+    done = read_rows(done_path)
     for k in args.ks:
         for seed in args.seeds:
             for init in ("scratch", "pretrained"):
@@ -223,12 +224,12 @@ def finetune_all(args, out: Path, weights: Path, folds: dict) -> list[dict]:
                 fold_dir = next(results.glob(f"{DATASET}/*/fold_{KS.index(k)}"))
                 dice = pooled_dice(out, fold_dir, folds[k]["val"])
                 row = {"k": k, "seed": seed, "init": init, "dice": dice,
-                       "mean_dice": float(np.mean(dice[1:])), "classes": list(mt.CLASSES),
+                       "mean_dice": ft.foreground_mean(torch.tensor(dice)),
+                       "classes": list(mt.CLASSES),
                        "train_s": float((fold_dir / "train_s.txt").read_text())}
                 log(f"k={k} seed={seed} {init}: mean Dice {row['mean_dice']:.4f}")
                 done.append(row)
-                with done_path.open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+                append_row(done_path, row)
     return [r for r in done if r["k"] in args.ks and r["seed"] in args.seeds]
 
 

@@ -215,7 +215,8 @@ class SynthesisConfig:
 
     @property
     def acquisition_enabled(self) -> bool:
-        return self.thick_slice_prob > 0 or self.lowres_prob > 0
+        """Whether any acquisition option draws (border is not drawn: it is not counted)."""
+        return self.thick_slice_prob > 0 or self.lowres_prob > 0 or self.clear_background_prob > 0
 
     def replace(self, **changes) -> "SynthesisConfig":
         """A copy with some fields changed (validated again)."""

@@ -200,7 +200,7 @@ def draw_acquisition(ws: Workspace, shape, config: SynthesisConfig, seed: int,
     d = len(shape)
     sl = layout.scalar_slices(d)
     layout.set_no_acquisition(ws.scalars, d)
-    if not (config.acquisition_enabled or config.clear_background_prob > 0):
+    if not config.acquisition_enabled:
         return
     config.check_axes(d)
     u = ws.acquisition_u

@@ -13,8 +13,6 @@ pipeline that already has its images.
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 
 from rasd_kernels import params, stages, synthesize_into
@@ -56,6 +54,7 @@ def our_cases(w, backend: str, device, seed: int) -> list[Case]:
     ws = params.make_workspace(B, S, K, w.config.channels, baseline, device)
     torch.arange(B, out=ws.sample_index)
     stages.draw_labels(ws, label, baseline, seed, backend)
+    scratch = torch.empty_like(label)   # label-stage runs write here; `label` feeds the images
     cases = []
     for name, stage, config in [("no option", "labels", baseline),
                                 ("no option", "images", baseline),
@@ -63,7 +62,7 @@ def our_cases(w, backend: str, device, seed: int) -> list[Case]:
                                   for option, changes in OPTIONS.items()]]:
         if stage == "labels":
             def run(config=config):
-                return stages.draw_labels(ws, torch.empty_like(label), config, seed, backend)
+                return stages.draw_labels(ws, scratch, config, seed, backend)
         else:
             def run(config=config):
                 return stages.draw_images(ws, image, label, config, seed, backend)

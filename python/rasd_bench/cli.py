@@ -366,8 +366,7 @@ def tool_cases(tool: str, w: Workload, args, device, rasd_backends) -> list[Case
 
 
 def tool_unavailable(tool: str, w: Workload) -> str | None:
-    acquired = w.config.acquisition_enabled or w.config.clear_background_prob > 0
-    if tool != "rasd" and acquired:
+    if tool != "rasd" and w.config.acquisition_enabled:
         return ("its pipeline has no acquisition options, so it would do less work; compare "
                 "the options themselves with --acquisition")
     if tool in alternatives.TOOLS:

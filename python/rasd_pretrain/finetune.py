@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import augment as augment_mod
+from .export import ENCODER_PREFIX
 from .models import build_model
 
 PROG = "rasd-finetune"
@@ -58,7 +59,6 @@ LOADS = ("network", "encoder")
 # Dice, labelling the black field around a smaller brain as tissue; the zoom-out is what
 # prevents it. Where test images show anatomy at the training scale, flip-rot90 may do better.
 DEFAULT_AUGMENT = "affine"
-ENCODER_PREFIX = "swinViT."
 
 
 # ---- the architecture and its weights ----------------------------------------------------

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-ENCODER_PREFIX = "swinViT."
+from .checkpoint import FORMAT as CHECKPOINT_FORMAT
+from .export import ENCODER_PREFIX
 
 
 @dataclass
@@ -67,7 +68,7 @@ def read_state(source) -> tuple[dict, str]:
     if not os.path.isfile(path):
         raise ValueError(f"no pre-trained weights at {path}")
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(blob, dict) and "model" in blob and "format" in blob:    # a checkpoint
+    if isinstance(blob, dict) and blob.get("format") == CHECKPOINT_FORMAT:
         blob = blob["model"]
     elif isinstance(blob, dict) and isinstance(blob.get("state_dict"), dict):
         blob = blob["state_dict"]

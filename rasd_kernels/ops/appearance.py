@@ -4,7 +4,7 @@ min-max normalisation, gamma), in place.
 image [B, A, *S] float32 (A = views * channels; appearance a draws its noise from the
 per-voxel streams at elements a * prod(S) + voxel); labels [B, *S] uint8 (< K);
 label_stats [B, A, K, 2] (mean, texture std); bias_coef [B, A, *nodes];
-scalars [B, A, 3d + 2] and stats [B, A, 4] float32 (layouts: rasd_kernels.layout); stats is
+scalars [B, A, layout.scalar_count(d)] and stats [B, A, 4] float32 (rasd_kernels.layout); stats is
 written: (max|x| before noise, min and max after blur, 0); sample_index [B] int64.
 Semantics: rasd_kernels.reference.appearance.
 """

@@ -16,10 +16,10 @@ import torch
 
 from .. import backends
 from .. import layout
+from ..config import BORDER_MODES, SHAPE_MODES
 from . import _checks
 
-MODES = ("perlin", "blobs")
-BORDERS = ("edge", "zeros")
+MODES, BORDERS = SHAPE_MODES, BORDER_MODES
 
 
 @torch.library.custom_op("rasd::gmm_shapes", mutates_args=("labels",))
