@@ -12,7 +12,7 @@ from rasd_pretrain.config import build, preset_values
 from rasd_pretrain.export import encoder_state_dict, export
 from rasd_pretrain import train
 
-nets = pytest.importorskip("monai.networks.nets")
+import monai.networks.nets as nets  # noqa: E402 - after the project imports, as above
 
 # Smallest SwinUNETR MONAI builds: feature_size must be a multiple of 12. Training needs
 # 64 voxels per axis (instance norm of the 2x2 bottleneck).
