@@ -76,3 +76,35 @@ def test_torchrun_snippet_runs(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [(tmp_path / f"rows_{rank}.txt").read_text() for rank in (0, 1)]
     assert rows == ["[24, 25, 26, 27]", "[28, 29, 30, 31]"]
+
+
+def _pretraining_commands() -> dict[str, list[str]]:
+    """The README's Pre-training commands by program: argv with .venv/bin/ resolved to the
+    interpreter's own folder (the demo line is run in test_pretrain_driver, shortened)."""
+    (block,) = _blocks("Pre-training", "bash")
+    commands = {}
+    for line in block.splitlines():
+        argv = shlex.split(line.split("#")[0])
+        argv[0] = str(Path(sys.executable).with_name(Path(argv[0]).name))
+        commands.setdefault(Path(argv[0]).name, []).append(argv)
+    return commands
+
+
+def test_the_sample_command_runs_as_written(tmp_path):
+    (argv,) = _pretraining_commands()["rasd-sample"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    written = sorted(p.name for p in (tmp_path / "samples").iterdir())
+    assert written == ["gallery.png"] + [f"sample_{i:06d}_{kind}.nii.gz" for i in range(4)
+                                         for kind in ("image", "label")]
+
+
+def test_the_published_setup_command_needs_cuda_and_says_so_here(tmp_path):
+    import torch
+    (argv,) = [a for a in _pretraining_commands()["rasd-pretrain"] if "rasd3d" in a]
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the command would start the published pre-training")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert done.returncode == 2
+    assert "device 'cuda' was asked for but CUDA is not available" in done.stderr
+    assert not (tmp_path / "runs").exists()
